@@ -1,0 +1,21 @@
+"""The model repository format shared by the trainer (writer) and the server (reader).
+
+exported/<model>/<version>/{model.onnx | encoder.onnx + decoder_step.onnx, manifest.json, ...}
+exported/<model>/config.pbtxt   (Triton-compatible, single-graph models)
+"""
+
+from serving.repository.layout import MANIFEST_FILE, model_names, version_numbers
+from serving.repository.manifest import Manifest, ManifestError, TensorSpec
+from serving.repository.publish import VersionWriter
+from serving.repository.verify import verify_version
+
+__all__ = [
+    "MANIFEST_FILE",
+    "Manifest",
+    "ManifestError",
+    "TensorSpec",
+    "VersionWriter",
+    "model_names",
+    "verify_version",
+    "version_numbers",
+]

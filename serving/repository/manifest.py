@@ -1,0 +1,132 @@
+"""manifest.json: everything the server needs to know about one model version.
+
+The server never imports training code; whatever it must know (task, tensors, labels,
+preprocessing, tokenizer files, metrics, parity) travels in this file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+TASKS = ("classify", "tag", "translate", "caption")
+DTYPES = ("float32", "float16", "uint8", "int32", "int64", "bool")
+
+
+class ManifestError(ValueError):
+    """A manifest or version folder that must not be served."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str
+    shape: list[int]  # -1 marks a dynamic axis
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str) -> TensorSpec:
+        try:
+            spec = cls(name=str(d["name"]), dtype=str(d["dtype"]), shape=[int(s) for s in d["shape"]])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ManifestError(f"{where}: tensor spec needs name, dtype and shape ({e})") from e
+        if spec.dtype not in DTYPES:
+            raise ManifestError(f"{where}: tensor {spec.name!r} has unknown dtype {spec.dtype!r}")
+        if any(s < -1 or s == 0 for s in spec.shape):
+            raise ManifestError(f"{where}: tensor {spec.name!r} has invalid shape {spec.shape}")
+        return spec
+
+
+@dataclass
+class Manifest:
+    name: str
+    task: str
+    graphs: dict[str, str]
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    parity: dict[str, Any]
+    metrics: dict[str, Any]
+    version: int = 0
+    labels: list[str] = field(default_factory=list)
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    libraries: dict[str, str] = field(default_factory=dict)
+    serving: dict[str, Any] = field(default_factory=dict)
+    created_at: str = ""
+    format: int = FORMAT_VERSION
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Manifest:
+        if not isinstance(d, dict):
+            raise ManifestError("manifest must be a JSON object")
+        missing = [k for k in ("name", "task", "graphs", "inputs", "outputs", "parity", "metrics")
+                   if k not in d]
+        if missing:
+            raise ManifestError(f"manifest lacks required keys: {', '.join(missing)}")
+        if d.get("format", FORMAT_VERSION) > FORMAT_VERSION:
+            raise ManifestError(f"manifest format {d['format']} is newer than this server knows")
+        m = cls(
+            name=str(d["name"]),
+            task=str(d["task"]),
+            graphs={str(k): str(v) for k, v in dict(d["graphs"]).items()},
+            inputs=[TensorSpec.from_dict(t, "inputs") for t in d["inputs"]],
+            outputs=[TensorSpec.from_dict(t, "outputs") for t in d["outputs"]],
+            parity=dict(d["parity"]),
+            metrics=dict(d["metrics"]),
+            version=int(d.get("version", 0)),
+            labels=[str(x) for x in d.get("labels", [])],
+            preprocessing=dict(d.get("preprocessing", {})),
+            files={str(k): dict(v) for k, v in dict(d.get("files", {})).items()},
+            training=dict(d.get("training", {})),
+            libraries={str(k): str(v) for k, v in dict(d.get("libraries", {})).items()},
+            serving=dict(d.get("serving", {})),
+            created_at=str(d.get("created_at", "")),
+            format=int(d.get("format", FORMAT_VERSION)),
+        )
+        m.validate()
+        return m
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as e:
+            raise ManifestError(f"{path} does not exist") from e
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ManifestError(f"{path} is not valid JSON: {e}") from e
+        return cls.from_dict(data)
+
+    def validate(self) -> None:
+        if self.task not in TASKS:
+            raise ManifestError(f"unknown task {self.task!r}; expected one of {', '.join(TASKS)}")
+        if not self.graphs:
+            raise ManifestError("manifest names no ONNX graph")
+        if not self.inputs or not self.outputs:
+            raise ManifestError("manifest must declare inputs and outputs")
+        diff = self.parity.get("max_abs_diff")
+        if not isinstance(diff, int | float) or not math.isfinite(diff):
+            raise ManifestError("parity.max_abs_diff must be a finite number")
+        if self.task in ("classify", "tag") and not self.labels:
+            raise ManifestError(f"a {self.task} model needs labels")
+        if self.task in ("classify", "tag"):
+            width = self.output("probabilities").shape[-1]
+            if width != -1 and width != len(self.labels):
+                raise ManifestError(
+                    f"probabilities has {width} columns but the manifest lists "
+                    f"{len(self.labels)} labels")
+
+    def output(self, name: str) -> TensorSpec:
+        for spec in self.outputs:
+            if spec.name == name:
+                return spec
+        raise ManifestError(f"manifest declares no output named {name!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
