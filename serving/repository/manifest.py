@@ -30,7 +30,8 @@ class TensorSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str) -> TensorSpec:
         try:
-            spec = cls(name=str(d["name"]), dtype=str(d["dtype"]), shape=[int(s) for s in d["shape"]])
+            spec = cls(name=str(d["name"]), dtype=str(d["dtype"]),
+                       shape=[int(s) for s in d["shape"]])
         except (KeyError, TypeError, ValueError) as e:
             raise ManifestError(f"{where}: tensor spec needs name, dtype and shape ({e})") from e
         if spec.dtype not in DTYPES:

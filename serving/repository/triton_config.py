@@ -22,16 +22,19 @@ def render_triton_config(manifest: Manifest) -> str | None:
         f'default_model_filename: "{manifest.graphs["model"]}"',
         f"max_batch_size: {max_batch}",
     ]
-    lines += [_tensor_block("input", t) for t in manifest.inputs]
-    lines += [_tensor_block("output", t, manifest.labels) for t in manifest.outputs]
+    lines.append(_tensor_list("input", manifest.inputs, []))
+    lines.append(_tensor_list("output", manifest.outputs, manifest.labels))
     lines.append("version_policy: { latest: { num_versions: 1 } }")
     return "\n".join(lines) + "\n"
 
 
-def _tensor_block(kind: str, spec: TensorSpec, labels: list[str] | None = None) -> str:
-    dims = ", ".join(str(d) for d in spec.shape[1:])  # Triton leaves out the batch axis
-    block = (f"{kind} [\n  {{\n    name: \"{spec.name}\"\n    data_type: {TRITON_TYPES[spec.dtype]}\n"
-             f"    dims: [ {dims} ]\n")
-    if labels and spec.name == "probabilities":
-        block += '    label_filename: "labels.txt"\n'
-    return block + "  }\n]"
+def _tensor_list(kind: str, specs: list[TensorSpec], labels: list[str]) -> str:
+    blocks = []
+    for spec in specs:
+        dims = ", ".join(str(d) for d in spec.shape[1:])  # Triton leaves out the batch axis
+        block = (f'    name: "{spec.name}"\n    data_type: {TRITON_TYPES[spec.dtype]}\n'
+                 f"    dims: [ {dims} ]\n")
+        if labels and spec.name == "probabilities":
+            block += '    label_filename: "labels.txt"\n'
+        blocks.append("  {\n" + block + "  }")
+    return f"{kind} [\n" + ",\n".join(blocks) + "\n]"

@@ -1,0 +1,26 @@
+"""python -m serving --repository DIR --port P [--host H]"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from serving.config import parse_config
+from serving.logs import configure_logging
+from serving.server import serve
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_config(argv)
+    configure_logging(config.log_level, config.log_format)
+    try:
+        asyncio.run(serve(config))
+    except OSError as e:
+        logging.getLogger("serving").error("%s", e)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""python -m serving.client --target HOST:PORT <command> ...  (JSON on stdout)"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from serving.client.client import Client, ClientError
+from serving.formats.idx import IdxError, read_idx
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m serving.client",
+                                description="Call a smallserve server; prints JSON.")
+    p.add_argument("--target", default="localhost:8001", help="server HOST:PORT")
+    p.add_argument("--timeout", type=float, default=30.0, help="deadline per call, seconds")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("models", help="list the models and their versions")
+    sub.add_parser("health", help="grpc.health.v1 status of the server")
+    meta = sub.add_parser("metadata", help="a model's tensors, labels and manifest")
+    _model_options(meta)
+    cls = sub.add_parser("classify", help="classify images (PNG/JPEG files or IDX entries)")
+    _model_options(cls)
+    cls.add_argument("images", nargs="*", type=Path, help="image files")
+    cls.add_argument("--idx", type=Path, help="an IDX image file (e.g. t10k-images-idx3-ubyte.gz)")
+    cls.add_argument("--index", type=_indices, action="append", default=[],
+                     help="entries of --idx to send: 7, or a range 0:32 (repeatable)")
+    cls.add_argument("--top-k", type=int, default=3)
+    cls.add_argument("--probabilities", action="store_true",
+                     help="include the full probability vector of each input")
+    return p
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model name")
+    p.add_argument("--version", type=int, default=0, help="version (default: latest)")
+
+
+def _indices(text: str) -> list[int]:
+    start, sep, stop = text.partition(":")
+    try:
+        return list(range(int(start), int(stop))) if sep else [int(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or START:STOP, got {text!r}") from None
+
+
+def run(args: argparse.Namespace) -> Any:
+    if args.command == "health":
+        with grpc.insecure_channel(args.target) as channel:
+            try:
+                status = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=args.timeout).status
+            except grpc.RpcError as e:
+                raise ClientError(e.code(), e.details()) from None
+        return {"status": health_pb2.HealthCheckResponse.ServingStatus.Name(status)}
+    with Client(args.target, timeout=args.timeout) as client:
+        if args.command == "models":
+            return client.list_models()
+        if args.command == "metadata":
+            return client.metadata(args.model, args.version)
+        return classify(client, args)
+
+
+def classify(client: Client, args: argparse.Namespace) -> Any:
+    if bool(args.images) == bool(args.idx):
+        raise SystemExit("classify: give image files or --idx (with --index), not both")
+    if args.idx:
+        images = read_idx(args.idx)
+        picked = [i for chunk in args.index for i in chunk] or [0]
+        bad = [i for i in picked if not 0 <= i < len(images)]
+        if bad:
+            raise SystemExit(f"classify: --index {bad[0]} is outside 0..{len(images) - 1}")
+        result = client.classify(args.model, pixels=images[picked], top_k=args.top_k,
+                                 version=args.version)
+        sources = [f"{args.idx}[{i}]" for i in picked]
+    else:
+        result = client.classify(args.model, images=[p.read_bytes() for p in args.images],
+                                 top_k=args.top_k, version=args.version)
+        sources = [str(p) for p in args.images]
+    for source, item in zip(sources, result["results"], strict=True):
+        item["input"] = source
+        if not args.probabilities:
+            del item["probabilities"]
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        output = run(args)
+    except ClientError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except (OSError, IdxError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    json.dump(output, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

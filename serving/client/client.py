@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import numpy as np
+
+from serving.api.generated.smallserve.v1 import model_service_pb2 as pb
+from serving.api.generated.smallserve.v1 import model_service_pb2_grpc as pb_grpc
+from serving.client import messages
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+class ClientError(Exception):
+    """A call that failed: the gRPC status code and the server's message."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+
+
+def _channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    return [("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes)]
+
+
+class Client:
+    """Blocking client. Methods return plain dicts; failures raise ClientError."""
+
+    def __init__(self, target: str, timeout: float | None = 30.0,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self.timeout = timeout
+        self.channel = grpc.insecure_channel(target, options=_channel_options(max_message_bytes))
+        self.stub = pb_grpc.ModelServiceStub(self.channel)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def _call(self, method: Any, request: Any) -> Any:
+        try:
+            return method(request, timeout=self.timeout)
+        except grpc.RpcError as e:
+            raise ClientError(e.code(), e.details()) from None
+
+    def list_models(self) -> list[dict[str, Any]]:
+        return messages.models_to_dict(self._call(self.stub.ListModels, pb.ListModelsRequest()))
+
+    def metadata(self, model: str, version: int = 0) -> dict[str, Any]:
+        request = pb.GetModelMetadataRequest(model=messages.model_ref(model, version))
+        return messages.metadata_to_dict(self._call(self.stub.GetModelMetadata, request))
+
+    def classify(self, model: str, pixels: np.ndarray | None = None,
+                 images: list[bytes] | None = None, top_k: int = 0,
+                 version: int = 0) -> dict[str, Any]:
+        request = messages.classify_request(model, version, pixels, images, top_k)
+        return messages.classify_to_dict(self._call(self.stub.Classify, request))
+
+
+class AsyncClient:
+    """asyncio client with the same methods as Client."""
+
+    def __init__(self, target: str, timeout: float | None = 30.0,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self.timeout = timeout
+        self.channel = grpc.aio.insecure_channel(target,
+                                                 options=_channel_options(max_message_bytes))
+        self.stub = pb_grpc.ModelServiceStub(self.channel)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def _call(self, method: Any, request: Any) -> Any:
+        try:
+            return await method(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as e:
+            raise ClientError(e.code(), e.details()) from None
+
+    async def list_models(self) -> list[dict[str, Any]]:
+        return messages.models_to_dict(
+            await self._call(self.stub.ListModels, pb.ListModelsRequest()))
+
+    async def metadata(self, model: str, version: int = 0) -> dict[str, Any]:
+        request = pb.GetModelMetadataRequest(model=messages.model_ref(model, version))
+        return messages.metadata_to_dict(await self._call(self.stub.GetModelMetadata, request))
+
+    async def classify(self, model: str, pixels: np.ndarray | None = None,
+                       images: list[bytes] | None = None, top_k: int = 0,
+                       version: int = 0) -> dict[str, Any]:
+        request = messages.classify_request(model, version, pixels, images, top_k)
+        return messages.classify_to_dict(await self._call(self.stub.Classify, request))

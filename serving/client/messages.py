@@ -1,0 +1,59 @@
+"""Requests built from numpy/bytes and responses turned into plain dicts (JSON-ready)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from serving.api.generated.smallserve.v1 import model_service_pb2 as pb
+
+NUMPY_TO_PROTO = {np.dtype(np.float32): pb.FLOAT32, np.dtype(np.uint8): pb.UINT8}
+
+
+def tensor(array: np.ndarray) -> pb.Tensor:
+    array = np.asarray(array)
+    if array.dtype not in NUMPY_TO_PROTO:
+        array = array.astype(np.float32)
+    array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    return pb.Tensor(dtype=NUMPY_TO_PROTO[array.dtype.newbyteorder("=")],
+                     shape=list(array.shape), data=array.tobytes())
+
+
+def classify_request(model: str, version: int = 0, pixels: np.ndarray | None = None,
+                     images: list[bytes] | None = None, top_k: int = 0) -> pb.ClassifyRequest:
+    request = pb.ClassifyRequest(model=pb.ModelRef(name=model, version=version), top_k=top_k)
+    if pixels is not None:
+        request.pixels.CopyFrom(tensor(pixels))
+    if images:
+        request.images.extend(images)
+    return request
+
+
+def model_ref(model: str, version: int = 0) -> pb.ModelRef:
+    return pb.ModelRef(name=model, version=version)
+
+
+def models_to_dict(response: pb.ListModelsResponse) -> list[dict[str, Any]]:
+    return [{"name": m.name, "task": m.task, "versions": list(m.versions),
+             "latest_version": m.latest_version} for m in response.models]
+
+
+def metadata_to_dict(m: pb.ModelMetadata) -> dict[str, Any]:
+    return {"name": m.model.name, "version": m.model.version, "task": m.task,
+            "inputs": [_spec(t) for t in m.inputs], "outputs": [_spec(t) for t in m.outputs],
+            "labels": list(m.labels), "providers": list(m.providers),
+            "manifest": json.loads(m.manifest_json) if m.manifest_json else {}}
+
+
+def classify_to_dict(r: pb.ClassifyResponse) -> dict[str, Any]:
+    return {"model": r.model.name, "version": r.model.version,
+            "results": [{"probabilities": list(c.probabilities),
+                         "top": [{"index": t.index, "label": t.label,
+                                  "probability": t.probability} for t in c.top]}
+                        for c in r.results]}
+
+
+def _spec(t: pb.TensorSpec) -> dict[str, Any]:
+    return {"name": t.name, "dtype": t.dtype, "shape": list(t.shape)}

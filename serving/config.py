@@ -1,0 +1,97 @@
+"""Server configuration: every flag has an environment variable (SMALLSERVE_<FLAG>)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from serving.runtime.providers import parse_provider_list
+from serving.runtime.session import SessionConfig
+
+ENV_PREFIX = "SMALLSERVE_"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    repository: Path
+    host: str
+    port: int
+    session: SessionConfig
+    workers: int
+    max_batch_size: int
+    max_message_bytes: int
+    poll_interval: float
+    grace_period: float
+    log_level: str
+    log_format: str
+
+
+def _env(flag: str, default: str) -> str:
+    return os.environ.get(ENV_PREFIX + flag.upper().replace("-", "_"), default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m serving",
+        description="Serve the models of a model repository over gRPC on onnxruntime: the "
+                    "smallserve.v1 API, grpc.health.v1 and server reflection on one port.",
+        epilog=f"Every option can also be set by an environment variable {ENV_PREFIX}<OPTION> "
+               f"(e.g. {ENV_PREFIX}PORT=8001, {ENV_PREFIX}PROVIDERS=cpu); flags win.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--repository", default=_env("repository", "exported"),
+                   help="model repository: <name>/<version>/manifest.json + graphs")
+    p.add_argument("--host", default=_env("host", "0.0.0.0"), help="address to listen on")
+    p.add_argument("--port", type=int, default=int(_env("port", "8001")),
+                   help="gRPC port (0 picks a free one and logs it)")
+    p.add_argument("--providers", default=_env("providers", "auto"),
+                   help="execution providers in priority order, e.g. 'cuda,cpu' or 'cpu'; "
+                        "'auto' takes CUDA when this onnxruntime has it, else the CPU")
+    p.add_argument("--model-providers", action="append", default=[],
+                   metavar="NAME=LIST", help="providers for one model, e.g. mnist=cpu "
+                                             "(repeatable); beats the model's manifest")
+    p.add_argument("--intra-op-threads", type=int, default=int(_env("intra_op_threads", "0")),
+                   help="onnxruntime threads inside one operator (0: one per core)")
+    p.add_argument("--inter-op-threads", type=int, default=int(_env("inter_op_threads", "0")),
+                   help="onnxruntime threads across operators (0: default)")
+    p.add_argument("--workers", type=int, default=int(_env("workers", "4")),
+                   help="inference calls that may run at once")
+    p.add_argument("--max-batch-size", type=int, default=int(_env("max_batch_size", "1024")),
+                   help="largest batch one request may carry (RESOURCE_EXHAUSTED above)")
+    p.add_argument("--max-message-bytes", type=int,
+                   default=int(_env("max_message_bytes", str(64 * 1024 * 1024))),
+                   help="largest gRPC message received or sent")
+    p.add_argument("--poll-interval", type=float, default=float(_env("poll_interval", "2")),
+                   help="seconds between scans of the repository for new versions (0: never)")
+    p.add_argument("--grace-period", type=float, default=float(_env("grace_period", "10")),
+                   help="seconds in-flight calls get to finish on SIGTERM/SIGINT")
+    p.add_argument("--log-level", default=_env("log_level", "INFO"),
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-format", default=_env("log_format", "text"), choices=["text", "json"])
+    return p
+
+
+def parse_config(argv: list[str] | None = None) -> ServerConfig:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    model_providers = {}
+    env_model_providers = _env("model_providers", "")
+    for item in [*filter(None, env_model_providers.split(";")), *args.model_providers]:
+        name, sep, providers = item.partition("=")
+        parsed = parse_provider_list(providers)
+        if not sep or not name or parsed is None:
+            parser.error(f"--model-providers expects NAME=LIST, got {item!r}")
+        model_providers[name] = parsed
+    for flag in ("workers", "max_message_bytes"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be at least 1")
+    return ServerConfig(
+        repository=Path(args.repository), host=args.host, port=args.port,
+        session=SessionConfig(providers=parse_provider_list(args.providers),
+                              intra_op_threads=args.intra_op_threads,
+                              inter_op_threads=args.inter_op_threads,
+                              model_providers=model_providers or None),
+        workers=args.workers, max_batch_size=args.max_batch_size,
+        max_message_bytes=args.max_message_bytes, poll_interval=args.poll_interval,
+        grace_period=args.grace_period, log_level=args.log_level, log_format=args.log_format)

@@ -1,0 +1,42 @@
+"""Check request tensors against what a model declares."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from serving.errors import InvalidInput, TooLarge
+
+
+def tensor_from_bytes(data: bytes, dtype: np.dtype, shape: list[int], what: str) -> np.ndarray:
+    """Little-endian row-major bytes -> array, with the byte count checked against the shape."""
+    if any(d < 0 for d in shape):
+        raise InvalidInput(f"{what}: shape {shape} has a negative dimension")
+    count = int(np.prod(shape)) if shape else 1
+    expected = count * dtype.itemsize
+    if len(data) != expected:
+        raise InvalidInput(f"{what}: shape {shape} of {dtype.name} needs {expected} bytes, "
+                           f"got {len(data)}")
+    return np.frombuffer(data, dtype=dtype.newbyteorder("<")).reshape(shape)
+
+
+def image_batch(array: np.ndarray, chw: tuple[int, int, int], what: str) -> np.ndarray:
+    """[N, C, H, W] or, for one channel, [N, H, W] -> float32 [N, C, H, W] of finite values."""
+    channels, height, width = chw
+    if array.ndim == 3 and channels == 1:
+        array = array[:, None]
+    if array.ndim != 4 or tuple(array.shape[1:]) != chw:
+        raise InvalidInput(f"{what}: shape {list(array.shape)} does not match the model's "
+                           f"[N, {channels}, {height}, {width}]")
+    if array.shape[0] == 0:
+        raise InvalidInput(f"{what}: the batch is empty")
+    array = array.astype(np.float32, copy=False)
+    if not np.isfinite(array).all():
+        raise InvalidInput(f"{what}: contains NaN or Inf")
+    return array
+
+
+def check_batch_size(n: int, limit: int) -> None:
+    if n == 0:
+        raise InvalidInput("the batch is empty")
+    if limit and n > limit:
+        raise TooLarge(f"batch of {n} exceeds this server's limit of {limit}")

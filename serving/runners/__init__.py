@@ -1,0 +1,29 @@
+"""Per-task runners behind one interface; the server picks one by the manifest's task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from serving.errors import ModelNotFound
+from serving.repository import verify_version
+from serving.runners.base import Runner
+from serving.runners.classifier import ClassifierRunner
+from serving.runtime.session import SessionConfig
+
+RUNNERS: dict[str, type[Runner]] = {
+    ClassifierRunner.task: ClassifierRunner,
+}
+
+
+def load_runner(version_dir: Path, config: SessionConfig) -> Runner:
+    """Verify a version folder (manifest, sha256s) and load it with the runner of its task."""
+    manifest = verify_version(version_dir)
+    runner_class = RUNNERS.get(manifest.task)
+    if runner_class is None:
+        raise ModelNotFound(f"this server has no runner for task {manifest.task!r}")
+    runner = runner_class(manifest, version_dir, config)
+    runner.warmup()
+    return runner
+
+
+__all__ = ["RUNNERS", "ClassifierRunner", "Runner", "load_runner"]

@@ -1,0 +1,115 @@
+"""The gRPC server: one port with the project's API, grpc.health.v1 and reflection.
+
+Start-up order matters to clients and orchestrators: the port opens first with health
+NOT_SERVING (calls get UNAVAILABLE), models load and warm up, then health turns SERVING.
+SIGTERM/SIGINT turn health NOT_SERVING, stop accepting calls, let in-flight ones finish
+within the grace period, and return so the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from serving.api.generated.smallserve.v1 import model_service_pb2_grpc
+from serving.config import ServerConfig
+from serving.registry import ModelRegistry
+from serving.services.context import Limits, ServerContext
+from serving.services.model_service import SERVICE_NAME, ModelService
+
+log = logging.getLogger("serving")
+HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+
+class Server:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.registry = ModelRegistry(config.repository, config.session)
+        self.workers = ThreadPoolExecutor(config.workers, thread_name_prefix="inference")
+        self.ctx = ServerContext(self.registry, Limits(config.max_batch_size), self.workers)
+        self.health = health.aio.HealthServicer()
+        self.services = [SERVICE_NAME]
+        self.port = 0
+        limit = config.max_message_bytes
+        self.grpc = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share
+        ])
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(self.ctx),
+                                                                  self.grpc)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        reflection.enable_server_reflection(
+            [*self.services, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME], self.grpc)
+
+    async def start(self) -> int:
+        address = f"{self.config.host}:{self.config.port}"
+        try:
+            self.port = self.grpc.add_insecure_port(address)
+        except RuntimeError as e:
+            raise OSError(f"cannot listen on {address}: {e}") from e
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.grpc.start()
+        log.info("listening on %s:%d (repository %s)", self.config.host, self.port,
+                 self.config.repository)
+        return self.port
+
+    async def load_models(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.registry.refresh)
+        self.ctx.ready = True
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        models = self.registry.models()
+        if not models:
+            log.warning("no loadable model in %s; serving none", self.config.repository)
+        log.info("ready: %s", ", ".join(f"{n}@{m.latest}" for n, m in sorted(models.items()))
+                 or "no models")
+
+    async def watch_repository(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.config.poll_interval > 0:
+            await asyncio.sleep(self.config.poll_interval)
+            try:
+                await loop.run_in_executor(None, self.registry.refresh)
+            except Exception:
+                log.exception("scanning %s failed", self.config.repository)
+
+    async def stop(self) -> None:
+        log.info("shutting down: finishing in-flight calls (grace %.1fs)",
+                 self.config.grace_period)
+        await self.health.enter_graceful_shutdown()
+        await self.grpc.stop(self.config.grace_period)
+        self.workers.shutdown(wait=False, cancel_futures=True)
+        log.info("stopped")
+
+    async def _set_health(self, status: int) -> None:
+        for name in ["", *self.services]:
+            await self.health.set(name, status)
+
+
+async def serve(config: ServerConfig) -> None:
+    server = Server(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    tasks = [asyncio.create_task(server.load_models()),
+             asyncio.create_task(server.watch_repository())]
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait([waiter, tasks[0]], return_when=asyncio.FIRST_COMPLETED)
+    if tasks[0].done() and tasks[0].exception() is not None:
+        waiter.cancel()
+        raise tasks[0].exception()
+    await waiter
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await server.stop()

@@ -1,0 +1,99 @@
+"""The project's own API: smallserve.v1.ModelService."""
+
+from __future__ import annotations
+
+import time
+from typing import TypeVar
+
+import grpc
+import numpy as np
+
+from serving.api.generated.smallserve.v1 import model_service_pb2 as pb
+from serving.api.generated.smallserve.v1 import model_service_pb2_grpc as pb_grpc
+from serving.errors import InvalidInput
+from serving.preprocess.tensors import check_batch_size, tensor_from_bytes
+from serving.runners import ClassifierRunner, Runner
+from serving.services.context import ServerContext, grpc_errors
+
+PROTO_DTYPES = {pb.FLOAT32: np.dtype(np.float32), pb.UINT8: np.dtype(np.uint8)}
+R = TypeVar("R", bound=Runner)
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ModelService"].full_name
+
+
+class ModelService(pb_grpc.ModelServiceServicer):
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    @grpc_errors
+    async def ListModels(self, request: pb.ListModelsRequest,
+                         context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
+        self.ctx.check_ready()
+        return pb.ListModelsResponse(models=[
+            pb.ModelSummary(name=name, task=m.task, versions=sorted(m.runners),
+                            latest_version=m.latest)
+            for name, m in sorted(self.ctx.registry.models().items())])
+
+    @grpc_errors
+    async def GetModelMetadata(self, request: pb.GetModelMetadataRequest,
+                               context: grpc.aio.ServicerContext) -> pb.ModelMetadata:
+        runner = await self.ctx.runner(*_model_ref(request.model))
+        m = runner.manifest
+        return pb.ModelMetadata(
+            model=pb.ModelRef(name=m.name, version=m.version), task=m.task,
+            inputs=[pb.TensorSpec(name=t.name, dtype=t.dtype, shape=t.shape) for t in m.inputs],
+            outputs=[pb.TensorSpec(name=t.name, dtype=t.dtype, shape=t.shape)
+                     for t in m.outputs],
+            labels=m.labels, providers=runner.providers, manifest_json=m.to_json())
+
+    @grpc_errors
+    async def Classify(self, request: pb.ClassifyRequest,
+                       context: grpc.aio.ServicerContext) -> pb.ClassifyResponse:
+        runner = _expect(await self.ctx.runner(*_model_ref(request.model)), ClassifierRunner)
+        if request.top_k < 0:
+            raise InvalidInput("top_k must not be negative")
+        has_pixels, has_images = request.HasField("pixels"), len(request.images) > 0
+        if has_pixels == has_images:
+            raise InvalidInput("set exactly one of pixels or images")
+        n = request.pixels.shape[0] if has_pixels and request.pixels.shape else \
+            len(request.images)
+        check_batch_size(n, self.ctx.limits.max_batch_size)
+        if has_pixels:
+            pixels = runner.pixels_from_array(_tensor(request.pixels, "pixels"))
+        else:
+            pixels = await self.ctx.run(context, runner.pixels_from_images, list(request.images))
+        start = time.perf_counter_ns()
+        try:
+            probs = await self.ctx.run(context, runner.probabilities, pixels)
+        except Exception:
+            runner.stats.record(False)
+            raise
+        runner.stats.record(True, len(pixels), time.perf_counter_ns() - start)
+        return pb.ClassifyResponse(
+            model=pb.ModelRef(name=runner.name, version=runner.version),
+            results=[pb.Classification(
+                probabilities=row.tolist(),
+                top=[pb.LabelProbability(index=t.index, label=t.label, probability=t.probability)
+                     for t in top])
+                for row, top in zip(probs, runner.top_k(probs, request.top_k), strict=True)])
+
+
+def _model_ref(ref: pb.ModelRef) -> tuple[str, int]:
+    if not ref.name:
+        raise InvalidInput("model.name is required")
+    if ref.version < 0:
+        raise InvalidInput("model.version must be 0 (latest) or a version number")
+    return ref.name, ref.version
+
+
+def _expect(runner: Runner, kind: type[R]) -> R:
+    if not isinstance(runner, kind):
+        raise InvalidInput(f"model {runner.name} is a {runner.manifest.task} model, "
+                           f"not a {kind.task} model")
+    return runner
+
+
+def _tensor(t: pb.Tensor, what: str) -> np.ndarray:
+    dtype = PROTO_DTYPES.get(t.dtype)
+    if dtype is None:
+        raise InvalidInput(f"{what}: dtype must be FLOAT32 or UINT8")
+    return tensor_from_bytes(t.data, dtype, list(t.shape), what)
