@@ -1,0 +1,33 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def train_tiny_mnist(repository: Path, name: str = "mnist", *extra: str) -> Path:
+    """Train a small softmax regression on the bundled digits through the real CLI."""
+    cmd = [sys.executable, "-m", "training", "mnist", "--arch", "softmax", "--epochs", "2",
+           "--limit-train", "2000", "--repository", str(repository), "--name", name,
+           "--seed", "0", "--quiet", *extra]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return repository / name
+
+
+@pytest.fixture(scope="session")
+def trained_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model repository holding one tiny MNIST classifier trained and exported for real."""
+    repository = tmp_path_factory.mktemp("repository")
+    train_tiny_mnist(repository)
+    return repository
+
+
+@pytest.fixture(scope="session")
+def test_digits():
+    """Real MNIST digits the model never trained on (the bundled set's held-out test split)."""
+    from training.data.mnist import load_mnist
+
+    return load_mnist(None).test
