@@ -2,6 +2,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,4 +31,5 @@ def test_digits():
     """Real MNIST digits the model never trained on (the bundled set's held-out test split)."""
     from training.data.mnist import load_mnist
 
-    return load_mnist(None).test
+    test = load_mnist(None).test
+    return test.take(np.random.default_rng(0).permutation(len(test)))
