@@ -42,7 +42,8 @@ class ModelRegistry:
         self.config = config
         self._loader = loader
         self._models: dict[str, ModelVersions] = {}
-        self._failed: dict[tuple[str, int], tuple[int, ...]] = {}
+        # versions that failed to load: their folder signature then, and why
+        self._failed: dict[tuple[str, int], tuple[tuple[int, ...], str]] = {}
         self._write_lock = threading.Lock()
 
     # -- reading (request path: no I/O, no locks) --------------------------------------------
@@ -55,6 +56,10 @@ class ModelRegistry:
 
     def models(self) -> dict[str, ModelVersions]:
         return self._models
+
+    def failures(self) -> dict[tuple[str, int], str]:
+        """Why each version that could not be loaded was refused."""
+        return {key: reason for key, (_, reason) in self._failed.items()}
 
     def runners(self) -> list[Runner]:
         return [r for m in self._models.values() for r in m.runners.values()]
@@ -112,12 +117,12 @@ class ModelRegistry:
         current = model.latest if model else 0
         for v in sorted((v for v in on_disk if v > current), reverse=True):
             signature = _folder_signature(self.repository / name / str(v))
-            if self._failed.get((name, v)) == signature:
+            if self._failed.get((name, v), ((), ""))[0] == signature:
                 continue
             try:
                 runner = self._load(name, v)
             except Exception as e:  # a bad version must not take the server down
-                self._failed[(name, v)] = signature
+                self._failed[(name, v)] = (signature, str(e))
                 log.error("model %s version %d not loaded: %s", name, v, e)
                 continue
             self._failed.pop((name, v), None)

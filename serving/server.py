@@ -1,4 +1,5 @@
-"""The gRPC server: one port with the project's API, grpc.health.v1 and reflection.
+"""The gRPC server: one port with the project's API, the Open Inference Protocol,
+grpc.health.v1 and reflection.
 
 Start-up order matters to clients and orchestrators: the port opens first with health
 NOT_SERVING (calls get UNAVAILABLE), models load and warm up, then health turns SERVING.
@@ -18,11 +19,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from serving.api.generated.inference import grpc_service_pb2_grpc
 from serving.api.generated.smallserve.v1 import model_service_pb2_grpc
 from serving.config import ServerConfig
 from serving.registry import ModelRegistry
+from serving.services import inference_service, model_service
 from serving.services.context import Limits, ServerContext
-from serving.services.model_service import SERVICE_NAME, ModelService
 
 log = logging.getLogger("serving")
 HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -35,7 +37,7 @@ class Server:
         self.workers = ThreadPoolExecutor(config.workers, thread_name_prefix="inference")
         self.ctx = ServerContext(self.registry, Limits(config.max_batch_size), self.workers)
         self.health = health.aio.HealthServicer()
-        self.services = [SERVICE_NAME]
+        self.services = [model_service.SERVICE_NAME, inference_service.SERVICE_NAME]
         self.port = 0
         limit = config.max_message_bytes
         self.grpc = grpc.aio.server(options=[
@@ -43,8 +45,10 @@ class Server:
             ("grpc.max_send_message_length", limit),
             ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share
         ])
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(self.ctx),
-                                                                  self.grpc)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+            model_service.ModelService(self.ctx), self.grpc)
+        grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+            inference_service.InferenceService(self.ctx), self.grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         reflection.enable_server_reflection(
             [*self.services, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME], self.grpc)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -53,21 +55,45 @@ class Runner:
         return dict(zip(names, results, strict=True))
 
 
+@dataclass
+class Duration:
+    count: int = 0
+    ns: int = 0
+
+    def add(self, ns: int) -> None:
+        self.count += 1
+        self.ns += ns
+
+
 class RunnerStats:
-    """Counters since start, read by metrics and statistics endpoints."""
+    """Counters since start, as Triton's statistics extension reports them."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.success = 0
-        self.failure = 0
-        self.inferences = 0
-        self.compute_ns = 0
+        self.success = Duration()
+        self.failure = Duration()
+        self.queue = Duration()
+        self.compute = Duration()
+        self.inference_count = 0  # batch elements
+        self.execution_count = 0  # model runs
+        self.last_inference_ms = 0
 
-    def record(self, ok: bool, batch: int = 0, compute_ns: int = 0) -> None:
+    def record_success(self, batch: int, total_ns: int, queue_ns: int, compute_ns: int) -> None:
         with self._lock:
-            if ok:
-                self.success += 1
-                self.inferences += batch
-                self.compute_ns += compute_ns
-            else:
-                self.failure += 1
+            self.success.add(total_ns)
+            self.queue.add(queue_ns)
+            self.compute.add(compute_ns)
+            self.inference_count += batch
+            self.execution_count += 1
+            self.last_inference_ms = int(time.time() * 1000)
+
+    def record_failure(self, total_ns: int) -> None:
+        with self._lock:
+            self.failure.add(total_ns)
+
+    def snapshot(self) -> RunnerStats:
+        with self._lock:
+            copy = RunnerStats()
+            copy.__dict__.update({k: (Duration(v.count, v.ns) if isinstance(v, Duration) else v)
+                                  for k, v in self.__dict__.items() if k != "_lock"})
+            return copy

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
@@ -37,7 +37,6 @@ class ServerContext:
     limits: Limits
     workers: ThreadPoolExecutor
     ready: bool = False
-    in_flight: int = field(default=0)
 
     def check_ready(self) -> None:
         if not self.ready:
@@ -54,13 +53,33 @@ class ServerContext:
     async def run(self, context: grpc.aio.ServicerContext, fn: Callable[..., T],
                   *args: Any) -> T:
         """Run fn(*args) on the worker pool, unless the call's deadline passes first."""
+        result, _, _ = await self._on_worker(context, fn, *args)
+        return result
+
+    async def infer(self, context: grpc.aio.ServicerContext, runner: Runner, batch: int,
+                    fn: Callable[..., T], *args: Any) -> T:
+        """run() for a model execution, recorded in the runner's statistics."""
+        start = time.perf_counter_ns()
+        try:
+            result, queue_ns, compute_ns = await self._on_worker(context, fn, *args)
+        except Exception:
+            runner.stats.record_failure(time.perf_counter_ns() - start)
+            raise
+        runner.stats.record_success(batch, time.perf_counter_ns() - start, queue_ns, compute_ns)
+        return result
+
+    async def _on_worker(self, context: grpc.aio.ServicerContext, fn: Callable[..., T],
+                         *args: Any) -> tuple[T, int, int]:
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
+        submitted = time.perf_counter_ns()
 
-        def job() -> T:
+        def job() -> tuple[T, int, int]:
+            started = time.perf_counter_ns()
             if deadline is not None and time.monotonic() >= deadline:
                 raise DeadlineExceeded("the deadline passed before a worker was free")
-            return fn(*args)
+            result = fn(*args)
+            return result, started - submitted, time.perf_counter_ns() - started
 
         return await asyncio.get_running_loop().run_in_executor(self.workers, job)
 

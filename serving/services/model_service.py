@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import TypeVar
 
 import grpc
@@ -61,13 +60,7 @@ class ModelService(pb_grpc.ModelServiceServicer):
             pixels = runner.pixels_from_array(_tensor(request.pixels, "pixels"))
         else:
             pixels = await self.ctx.run(context, runner.pixels_from_images, list(request.images))
-        start = time.perf_counter_ns()
-        try:
-            probs = await self.ctx.run(context, runner.probabilities, pixels)
-        except Exception:
-            runner.stats.record(False)
-            raise
-        runner.stats.record(True, len(pixels), time.perf_counter_ns() - start)
+        probs = await self.ctx.infer(context, runner, len(pixels), runner.probabilities, pixels)
         return pb.ClassifyResponse(
             model=pb.ModelRef(name=runner.name, version=runner.version),
             results=[pb.Classification(

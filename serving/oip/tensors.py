@@ -1,0 +1,116 @@
+"""OIP tensors <-> numpy: raw little-endian bytes, typed contents, length-prefixed BYTES."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import numpy as np
+
+from serving.api.generated.inference import grpc_service_pb2 as pb
+from serving.errors import InvalidInput
+
+NUMPY_OF = {
+    "BOOL": np.dtype(np.bool_), "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32), "UINT64": np.dtype(np.uint64), "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16), "INT32": np.dtype(np.int32), "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16), "FP32": np.dtype(np.float32), "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
+}
+DATATYPE_OF_MANIFEST = {"float32": "FP32", "float16": "FP16", "uint8": "UINT8",
+                        "int32": "INT32", "int64": "INT64", "bool": "BOOL"}
+CONTENTS_FIELD = {
+    "BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents",
+    "INT32": "int_contents", "INT64": "int64_contents", "UINT8": "uint_contents",
+    "UINT16": "uint_contents", "UINT32": "uint_contents", "UINT64": "uint64_contents",
+    "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
+}
+
+
+def element_count(shape: list[int], what: str) -> int:
+    if any(d < 0 for d in shape):
+        raise InvalidInput(f"{what}: shape {shape} has a negative dimension")
+    return int(np.prod(shape)) if shape else 1
+
+
+def decode_bytes_tensor(raw: bytes, count: int, what: str) -> np.ndarray:
+    """4-byte little-endian length-prefixed elements -> object array of bytes."""
+    items, offset = [], 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise InvalidInput(f"{what}: BYTES data ends inside a length prefix")
+        (length,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + length > len(raw):
+            raise InvalidInput(f"{what}: BYTES element of {length} bytes runs past the data")
+        items.append(raw[offset:offset + length])
+        offset += length
+    if len(items) != count:
+        raise InvalidInput(f"{what}: shape needs {count} BYTES elements, got {len(items)}")
+    array = np.empty(count, dtype=object)
+    array[:] = items
+    return array
+
+
+def encode_bytes_tensor(array: np.ndarray) -> bytes:
+    parts = []
+    for item in array.reshape(-1):
+        data = item.encode("utf-8") if isinstance(item, str) else bytes(item)
+        parts += [struct.pack("<I", len(data)), data]
+    return b"".join(parts)
+
+
+def decode_input(tensor: Any, raw: bytes | None) -> np.ndarray:
+    """One request input (its raw_input_contents entry, or its typed contents) -> array."""
+    what = f"input {tensor.name!r}"
+    dtype = NUMPY_OF.get(tensor.datatype)
+    if dtype is None:
+        raise InvalidInput(f"{what}: unknown datatype {tensor.datatype!r}")
+    shape = list(tensor.shape)
+    count = element_count(shape, what)
+    if raw is not None:
+        if tensor.datatype == "BYTES":
+            return decode_bytes_tensor(raw, count, what).reshape(shape)
+        expected = count * dtype.itemsize
+        if len(raw) != expected:
+            raise InvalidInput(f"{what}: shape {shape} of {tensor.datatype} needs {expected} "
+                               f"bytes, raw_input_contents has {len(raw)}")
+        return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(shape).astype(dtype)
+    field = CONTENTS_FIELD.get(tensor.datatype)
+    if field is None:
+        raise InvalidInput(f"{what}: {tensor.datatype} must be sent in raw_input_contents")
+    values = getattr(tensor.contents, field)
+    if len(values) != count:
+        raise InvalidInput(f"{what}: shape {shape} needs {count} values, "
+                           f"contents.{field} has {len(values)}")
+    if tensor.datatype == "BYTES":
+        array = np.empty(count, dtype=object)
+        array[:] = list(values)
+        return array.reshape(shape)
+    try:
+        return np.array(values, dtype=dtype).reshape(shape)
+    except OverflowError as e:
+        raise InvalidInput(f"{what}: a value does not fit {tensor.datatype}") from e
+
+
+def has_typed_contents(tensor: Any) -> bool:
+    return any(len(getattr(tensor.contents, f)) for f in set(CONTENTS_FIELD.values()))
+
+
+def datatype_of(array: np.ndarray) -> str:
+    if array.dtype == object or array.dtype.kind in "SU":
+        return "BYTES"
+    for name, dtype in NUMPY_OF.items():
+        if dtype == array.dtype:
+            return name
+    raise ValueError(f"no OIP datatype for {array.dtype}")
+
+
+def encode_output(name: str, array: np.ndarray) -> tuple[pb.ModelInferResponse.InferOutputTensor,
+                                                         bytes]:
+    datatype = datatype_of(array)
+    tensor = pb.ModelInferResponse.InferOutputTensor(name=name, datatype=datatype,
+                                                     shape=list(array.shape))
+    if datatype == "BYTES":
+        return tensor, encode_bytes_tensor(array)
+    return tensor, np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
