@@ -1,0 +1,1 @@
+"""ONNX export and the PyTorch/onnxruntime parity gate."""

@@ -1,0 +1,84 @@
+"""The export gate: the ONNX file must compute what the PyTorch module computes.
+
+Checked in onnxruntime on real held-out inputs at several batch sizes (which also exercises the
+dynamic batch axis); an export whose largest absolute difference exceeds the tolerance fails
+before it can be published.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+DEFAULT_TOLERANCE = 1e-4
+PROVIDER = "CPUExecutionProvider"
+
+
+class ParityError(RuntimeError):
+    """onnxruntime and PyTorch disagree beyond the tolerance."""
+
+
+@dataclass
+class ParityReport:
+    max_abs_diff: float
+    tolerance: float
+    samples: int  # rows compared, summed over all batches
+    batch_sizes: list[int]
+    per_output: dict[str, float]
+    provider: str = PROVIDER
+
+    def manifest_entry(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_parity(module: nn.Module, onnx_path: Path, batches: Sequence[dict[str, np.ndarray]],
+                 tolerance: float = DEFAULT_TOLERANCE, provider: str = PROVIDER,
+                 batch_axis: int = 0) -> ParityReport:
+    """Run every batch through both and compare every output; raise ParityError beyond tolerance.
+
+    Each batch maps the graph's input names to arrays; the module takes them positionally in the
+    graph's input order and returns its outputs in the graph's output order.
+    """
+    if not batches:
+        raise ValueError("parity needs at least one batch")
+    session = ort.InferenceSession(str(onnx_path), providers=[provider])
+    input_names = [i.name for i in session.get_inputs()]
+    output_names = [o.name for o in session.get_outputs()]
+    module.eval()
+    worst = dict.fromkeys(output_names, 0.0)
+    sizes = []
+    for batch in batches:
+        feeds = {name: np.ascontiguousarray(batch[name]) for name in input_names}
+        got = session.run(output_names, feeds)
+        with torch.no_grad():
+            expected = module(*(torch.from_numpy(feeds[n]) for n in input_names))
+        if isinstance(expected, torch.Tensor):
+            expected = (expected,)
+        if len(expected) != len(got):
+            raise ParityError(f"{onnx_path}: graph has {len(got)} outputs, module "
+                              f"returned {len(expected)}")
+        for name, g, e in zip(output_names, got, expected, strict=True):
+            e = e.detach().cpu().numpy()
+            if g.shape != e.shape:
+                raise ParityError(f"{onnx_path}: output {name!r} has shape {g.shape} in "
+                                  f"onnxruntime but {e.shape} in PyTorch")
+            diff = np.abs(g.astype(np.float64) - e.astype(np.float64))
+            # NaN compares false with everything: count it as an infinite difference
+            d = float(np.nanmax(np.where(np.isnan(diff), np.inf, diff))) if diff.size else 0.0
+            worst[name] = max(worst[name], d)
+        sizes.append(int(next(iter(feeds.values())).shape[batch_axis]))
+    report = ParityReport(max_abs_diff=max(worst.values()), tolerance=tolerance,
+                          samples=sum(sizes), batch_sizes=sizes, per_output=worst,
+                          provider=provider)
+    if not report.max_abs_diff <= tolerance:
+        raise ParityError(f"{onnx_path}: onnxruntime differs from PyTorch by "
+                          f"{report.max_abs_diff:.3g} (per output {worst}), "
+                          f"tolerance {tolerance:g}")
+    return report

@@ -1,0 +1,14 @@
+"""One module per training task, each with HELP, add_arguments(parser) and run(args) -> int.
+
+Adding a task (tagger, translate, caption) is one module here and one line in TASKS.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from training.tasks import mnist
+
+TASKS: dict[str, ModuleType] = {
+    "mnist": mnist,
+}

@@ -1,0 +1,137 @@
+"""Options and building blocks every task shares, so each CLI spells them the same way."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+
+from training.export.parity import DEFAULT_TOLERANCE
+from training.regularizers import WeightPenalty, elastic_net_strengths
+
+OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("none", "cosine", "step", "plateau")
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of every task. Those defaulting to None are filled in per task / architecture."""
+    io = parser.add_argument_group("input and output")
+    io.add_argument("--repository", type=Path, default=Path("exported"),
+                    help="model repository to publish into (default: %(default)s)")
+    io.add_argument("--name", default=None, help="model name in the repository")
+    io.add_argument("--data-dir", type=Path, default=None,
+                    help="dataset folder (default: the bundled data)")
+    io.add_argument("--checkpoint-dir", type=Path, default=None,
+                    help="where best.pt and last.pt go (default: runs/<name>)")
+    io.add_argument("--quiet", action="store_true",
+                    help="no progress bar and no per-epoch lines; the summary still prints")
+
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--epochs", type=int, default=None, help="maximum number of epochs")
+    opt.add_argument("--batch-size", type=int, default=None)
+    opt.add_argument("--optimizer", choices=OPTIMIZERS, default=None)
+    opt.add_argument("--lr", type=float, default=None, help="initial learning rate")
+    opt.add_argument("--momentum", type=float, default=0.9,
+                     help="SGD momentum (default: %(default)s)")
+    opt.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="cosine",
+                     help="per-epoch schedule: cosine annealing to ~0, step (x0.1 every third "
+                          "of the epochs), plateau (x0.1 after 2 flat epochs), none "
+                          "(default: %(default)s)")
+    opt.add_argument("--patience", type=int, default=5,
+                     help="stop after this many epochs without a lower validation loss; "
+                          "0 disables early stopping (default: %(default)s)")
+    opt.add_argument("--grad-clip", type=float, default=None,
+                     help="clip the global gradient norm to this value")
+    opt.add_argument("--seed", type=int, default=0,
+                     help="seeds initialisation, dropout and batch order (default: %(default)s)")
+    opt.add_argument("--device", default="auto",
+                     help="auto (cuda when available), cpu, cuda, cuda:1 ... "
+                          "(default: %(default)s)")
+
+    reg = parser.add_argument_group(
+        "regularisation", "Penalties cover weight matrices and kernels, never biases. "
+        "L1 = l1*sum|w|, L2 = l2*sum w^2 (no 1/2). Elastic net: give both --l1 and --l2, "
+        "or --elastic-net LAMBDA --l1-ratio R (l1 = LAMBDA*R, l2 = LAMBDA*(1-R)).")
+    reg.add_argument("--l1", type=float, default=0.0, help="L1 (lasso) strength")
+    reg.add_argument("--l2", type=float, default=0.0, help="L2 (ridge) strength")
+    reg.add_argument("--elastic-net", type=float, default=None, metavar="LAMBDA",
+                     help="elastic-net strength; adds to --l1 / --l2")
+    reg.add_argument("--l1-ratio", type=float, default=0.5,
+                     help="share of --elastic-net that is L1 (default: %(default)s)")
+    reg.add_argument("--dropout", type=float, default=None, help="dropout probability")
+
+    export = parser.add_argument_group("export")
+    export.add_argument("--parity-tolerance", type=float, default=DEFAULT_TOLERANCE,
+                        help="largest |onnxruntime - PyTorch| allowed (default: %(default)g)")
+
+
+def penalty_strengths(args: argparse.Namespace) -> tuple[float, float]:
+    l1, l2 = args.l1, args.l2
+    if args.elastic_net is not None:
+        e1, e2 = elastic_net_strengths(args.elastic_net, args.l1_ratio)
+        l1, l2 = l1 + e1, l2 + e2
+    return l1, l2
+
+
+def build_penalty(args: argparse.Namespace) -> WeightPenalty | None:
+    return WeightPenalty.build(*penalty_strengths(args))
+
+
+def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float,
+                    momentum: float = 0.9) -> torch.optim.Optimizer:
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=momentum > 0)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+
+
+def build_scheduler(name: str, optimizer: torch.optim.Optimizer, epochs: int) -> Any | None:
+    """A scheduler stepped once per epoch by the trainer loop, or None."""
+    sched = torch.optim.lr_scheduler
+    if name == "none":
+        return None
+    if name == "cosine":
+        return sched.CosineAnnealingLR(optimizer, T_max=epochs)
+    if name == "step":
+        return sched.StepLR(optimizer, step_size=max(1, epochs // 3), gamma=0.1)
+    if name == "plateau":
+        return sched.ReduceLROnPlateau(optimizer, factor=0.1, patience=2)
+    raise ValueError(f"unknown lr schedule {name!r}; choose from {', '.join(LR_SCHEDULES)}")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def library_versions() -> dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def jsonable_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The CLI options as plain JSON values (paths as strings, no callables)."""
+    out: dict[str, Any] = {}
+    for key, value in sorted(vars(args).items()):
+        if callable(value):
+            continue
+        if isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[key] = value
+    return out
