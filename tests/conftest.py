@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -6,6 +7,14 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Real MNIST beside the checkout (CI and developers have it); tests needing it skip without it.
+SHARED_MNIST = Path(os.environ.get("SMALLSERVE_MNIST_DIR", ROOT.parent / "shared" / "data" / "mnist"))
+
+# tests/oip imports tritonclient, whose protos define the same `inference.*` symbols as the
+# server's: protobuf refuses both in one process, so tests/serving/test_oip_clients.py runs
+# that folder in a process of its own.
+OIP_ENV = "SMALLSERVE_OIP_PROCESS"
+collect_ignore = [] if os.environ.get(OIP_ENV) else ["oip"]
 
 
 def train_tiny_mnist(repository: Path, name: str = "mnist", *extra: str) -> Path:
