@@ -8,7 +8,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Real MNIST beside the checkout (CI and developers have it); tests needing it skip without it.
-SHARED_MNIST = Path(os.environ.get("SMALLSERVE_MNIST_DIR", ROOT.parent / "shared" / "data" / "mnist"))
+SHARED_MNIST = Path(os.environ.get("SMALLSERVE_MNIST_DIR",
+                                   ROOT.parent / "shared" / "data" / "mnist"))
 
 # tests/oip imports tritonclient, whose protos define the same `inference.*` symbols as the
 # server's: protobuf refuses both in one process, so tests/serving/test_oip_clients.py runs
