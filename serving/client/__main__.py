@@ -26,15 +26,23 @@ def build_parser() -> argparse.ArgumentParser:
     meta = sub.add_parser("metadata", help="a model's tensors, labels and manifest")
     _model_options(meta)
     cls = sub.add_parser("classify", help="classify images (PNG/JPEG files or IDX entries)")
-    _model_options(cls)
-    cls.add_argument("images", nargs="*", type=Path, help="image files")
-    cls.add_argument("--idx", type=Path, help="an IDX image file (e.g. t10k-images-idx3-ubyte.gz)")
-    cls.add_argument("--index", type=_indices, action="append", default=[],
-                     help="entries of --idx to send: 7, or a range 0:32 (repeatable)")
-    cls.add_argument("--top-k", type=int, default=3)
-    cls.add_argument("--probabilities", action="store_true",
-                     help="include the full probability vector of each input")
+    _image_options(cls)
+    tag = sub.add_parser("tag", help="multi-label tagging of images (files or IDX entries)")
+    _image_options(tag)
+    tag.add_argument("--threshold", type=float, default=0.0,
+                     help="one threshold for every label (default: the model's tuned ones)")
     return p
+
+
+def _image_options(p: argparse.ArgumentParser) -> None:
+    _model_options(p)
+    p.add_argument("images", nargs="*", type=Path, help="image files")
+    p.add_argument("--idx", type=Path, help="an IDX image file (e.g. t10k-images-idx3-ubyte.gz)")
+    p.add_argument("--index", type=_indices, action="append", default=[],
+                   help="entries of --idx to send: 7, or a range 0:32 (repeatable)")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--probabilities", action="store_true",
+                   help="include the full probability vector of each input")
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
@@ -64,25 +72,29 @@ def run(args: argparse.Namespace) -> Any:
             return client.list_models()
         if args.command == "metadata":
             return client.metadata(args.model, args.version)
-        return classify(client, args)
+        return images_command(client, args)
 
 
-def classify(client: Client, args: argparse.Namespace) -> Any:
+def images_command(client: Client, args: argparse.Namespace) -> Any:
+    """classify / tag: images from files or from an IDX file, one result per image."""
     if bool(args.images) == bool(args.idx):
-        raise SystemExit("classify: give image files or --idx (with --index), not both")
+        raise SystemExit(f"{args.command}: give image files or --idx (with --index), not both")
     if args.idx:
-        images = read_idx(args.idx)
+        array = read_idx(args.idx)
         picked = [i for chunk in args.index for i in chunk] or [0]
-        bad = [i for i in picked if not 0 <= i < len(images)]
+        bad = [i for i in picked if not 0 <= i < len(array)]
         if bad:
-            raise SystemExit(f"classify: --index {bad[0]} is outside 0..{len(images) - 1}")
-        result = client.classify(args.model, pixels=images[picked], top_k=args.top_k,
-                                 version=args.version)
+            raise SystemExit(f"{args.command}: --index {bad[0]} is outside 0..{len(array) - 1}")
+        inputs = {"pixels": array[picked]}
         sources = [f"{args.idx}[{i}]" for i in picked]
     else:
-        result = client.classify(args.model, images=[p.read_bytes() for p in args.images],
-                                 top_k=args.top_k, version=args.version)
+        inputs = {"images": [p.read_bytes() for p in args.images]}
         sources = [str(p) for p in args.images]
+    if args.command == "tag":
+        result = client.tag(args.model, top_k=args.top_k, threshold=args.threshold,
+                            version=args.version, **inputs)
+    else:
+        result = client.classify(args.model, top_k=args.top_k, version=args.version, **inputs)
     for source, item in zip(sources, result["results"], strict=True):
         item["input"] = source
         if not args.probabilities:

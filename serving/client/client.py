@@ -63,6 +63,12 @@ class Client:
         request = messages.classify_request(model, version, pixels, images, top_k)
         return messages.classify_to_dict(self._call(self.stub.Classify, request))
 
+    def tag(self, model: str, pixels: np.ndarray | None = None,
+            images: list[bytes] | None = None, top_k: int = 0, threshold: float = 0.0,
+            version: int = 0) -> dict[str, Any]:
+        request = messages.tag_request(model, version, pixels, images, top_k, threshold)
+        return messages.tag_to_dict(self._call(self.stub.Tag, request))
+
 
 class AsyncClient:
     """asyncio client with the same methods as Client."""
@@ -102,3 +108,9 @@ class AsyncClient:
                        version: int = 0) -> dict[str, Any]:
         request = messages.classify_request(model, version, pixels, images, top_k)
         return messages.classify_to_dict(await self._call(self.stub.Classify, request))
+
+    async def tag(self, model: str, pixels: np.ndarray | None = None,
+                  images: list[bytes] | None = None, top_k: int = 0, threshold: float = 0.0,
+                  version: int = 0) -> dict[str, Any]:
+        request = messages.tag_request(model, version, pixels, images, top_k, threshold)
+        return messages.tag_to_dict(await self._call(self.stub.Tag, request))

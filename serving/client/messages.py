@@ -24,6 +24,18 @@ def tensor(array: np.ndarray) -> pb.Tensor:
 def classify_request(model: str, version: int = 0, pixels: np.ndarray | None = None,
                      images: list[bytes] | None = None, top_k: int = 0) -> pb.ClassifyRequest:
     request = pb.ClassifyRequest(model=pb.ModelRef(name=model, version=version), top_k=top_k)
+    return _with_images(request, pixels, images)
+
+
+def tag_request(model: str, version: int = 0, pixels: np.ndarray | None = None,
+                images: list[bytes] | None = None, top_k: int = 0,
+                threshold: float = 0.0) -> pb.TagRequest:
+    request = pb.TagRequest(model=pb.ModelRef(name=model, version=version), top_k=top_k,
+                            threshold=threshold)
+    return _with_images(request, pixels, images)
+
+
+def _with_images(request: Any, pixels: np.ndarray | None, images: list[bytes] | None) -> Any:
     if pixels is not None:
         request.pixels.CopyFrom(tensor(pixels))
     if images:
@@ -49,10 +61,19 @@ def metadata_to_dict(m: pb.ModelMetadata) -> dict[str, Any]:
 
 def classify_to_dict(r: pb.ClassifyResponse) -> dict[str, Any]:
     return {"model": r.model.name, "version": r.model.version,
-            "results": [{"probabilities": list(c.probabilities),
-                         "top": [{"index": t.index, "label": t.label,
-                                  "probability": t.probability} for t in c.top]}
+            "results": [{"probabilities": list(c.probabilities), "top": _labels(c.top)}
                         for c in r.results]}
+
+
+def tag_to_dict(r: pb.TagResponse) -> dict[str, Any]:
+    return {"model": r.model.name, "version": r.model.version,
+            "thresholds": list(r.thresholds),
+            "results": [{"probabilities": list(t.probabilities), "tags": _labels(t.tags),
+                         "top": _labels(t.top)} for t in r.results]}
+
+
+def _labels(items: Any) -> list[dict[str, Any]]:
+    return [{"index": t.index, "label": t.label, "probability": t.probability} for t in items]
 
 
 def _spec(t: pb.TensorSpec) -> dict[str, Any]:

@@ -52,6 +52,7 @@ class Manifest:
     metrics: dict[str, Any]
     version: int = 0
     labels: list[str] = field(default_factory=list)
+    thresholds: list[float] = field(default_factory=list)  # taggers: one decision per label
     preprocessing: dict[str, Any] = field(default_factory=dict)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
@@ -80,6 +81,7 @@ class Manifest:
             metrics=dict(d["metrics"]),
             version=int(d.get("version", 0)),
             labels=[str(x) for x in d.get("labels", [])],
+            thresholds=[float(x) for x in d.get("thresholds", [])],
             preprocessing=dict(d.get("preprocessing", {})),
             files={str(k): dict(v) for k, v in dict(d.get("files", {})).items()},
             training=dict(d.get("training", {})),
@@ -113,6 +115,9 @@ class Manifest:
             raise ManifestError("parity.max_abs_diff must be a finite number")
         if self.task in ("classify", "tag") and not self.labels:
             raise ManifestError(f"a {self.task} model needs labels")
+        if self.thresholds and (len(self.thresholds) != len(self.labels)
+                                or not all(0 < t <= 1 for t in self.thresholds)):
+            raise ManifestError("thresholds must give one value in (0, 1] per label")
         if self.task in ("classify", "tag"):
             width = self.output("probabilities").shape[-1]
             if width != -1 and width != len(self.labels):

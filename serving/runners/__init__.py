@@ -8,10 +8,12 @@ from serving.errors import ModelNotFound
 from serving.repository import verify_version
 from serving.runners.base import Runner
 from serving.runners.classifier import ClassifierRunner
+from serving.runners.tagger import TaggerRunner
 from serving.runtime.session import SessionConfig
 
 RUNNERS: dict[str, type[Runner]] = {
     ClassifierRunner.task: ClassifierRunner,
+    TaggerRunner.task: TaggerRunner,
 }
 
 
@@ -26,4 +28,4 @@ def load_runner(version_dir: Path, config: SessionConfig) -> Runner:
     return runner
 
 
-__all__ = ["RUNNERS", "ClassifierRunner", "Runner", "load_runner"]
+__all__ = ["RUNNERS", "ClassifierRunner", "Runner", "TaggerRunner", "load_runner"]

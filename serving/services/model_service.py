@@ -11,7 +11,8 @@ from serving.api.generated.smallserve.v1 import model_service_pb2 as pb
 from serving.api.generated.smallserve.v1 import model_service_pb2_grpc as pb_grpc
 from serving.errors import InvalidInput
 from serving.preprocess.tensors import check_batch_size, tensor_from_bytes
-from serving.runners import ClassifierRunner, Runner
+from serving.runners import ClassifierRunner, Runner, TaggerRunner
+from serving.runners.image import ImageRunner, LabelProbability
 from serving.services.context import ServerContext, grpc_errors
 
 PROTO_DTYPES = {pb.FLOAT32: np.dtype(np.float32), pb.UINT8: np.dtype(np.uint8)}
@@ -48,6 +49,32 @@ class ModelService(pb_grpc.ModelServiceServicer):
     async def Classify(self, request: pb.ClassifyRequest,
                        context: grpc.aio.ServicerContext) -> pb.ClassifyResponse:
         runner = _expect(await self.ctx.runner(*_model_ref(request.model)), ClassifierRunner)
+        probs = await self._probabilities(runner, request, context)
+        return pb.ClassifyResponse(
+            model=pb.ModelRef(name=runner.name, version=runner.version),
+            results=[pb.Classification(probabilities=row.tolist(), top=_labels(top))
+                     for row, top in zip(probs, runner.top_k(probs, request.top_k),
+                                         strict=True)])
+
+    @grpc_errors
+    async def Tag(self, request: pb.TagRequest,
+                  context: grpc.aio.ServicerContext) -> pb.TagResponse:
+        runner = _expect(await self.ctx.runner(*_model_ref(request.model)), TaggerRunner)
+        thresholds = runner.thresholds(request.threshold)
+        probs = await self._probabilities(runner, request, context)
+        return pb.TagResponse(
+            model=pb.ModelRef(name=runner.name, version=runner.version),
+            thresholds=thresholds.tolist(),
+            results=[pb.TagResult(probabilities=row.tolist(), tags=_labels(tags),
+                                  top=_labels(top))
+                     for row, tags, top in zip(probs, runner.tags(probs, thresholds),
+                                               runner.top_k(probs, request.top_k),
+                                               strict=True)])
+
+    async def _probabilities(self, runner: ImageRunner,
+                             request: pb.ClassifyRequest | pb.TagRequest,
+                             context: grpc.aio.ServicerContext) -> np.ndarray:
+        """Check and decode the request's image batch, then run the model on it."""
         if request.top_k < 0:
             raise InvalidInput("top_k must not be negative")
         has_pixels, has_images = request.HasField("pixels"), len(request.images) > 0
@@ -60,14 +87,12 @@ class ModelService(pb_grpc.ModelServiceServicer):
             pixels = runner.pixels_from_array(_tensor(request.pixels, "pixels"))
         else:
             pixels = await self.ctx.run(context, runner.pixels_from_images, list(request.images))
-        probs = await self.ctx.infer(context, runner, len(pixels), runner.probabilities, pixels)
-        return pb.ClassifyResponse(
-            model=pb.ModelRef(name=runner.name, version=runner.version),
-            results=[pb.Classification(
-                probabilities=row.tolist(),
-                top=[pb.LabelProbability(index=t.index, label=t.label, probability=t.probability)
-                     for t in top])
-                for row, top in zip(probs, runner.top_k(probs, request.top_k), strict=True)])
+        return await self.ctx.infer(context, runner, len(pixels), runner.probabilities, pixels)
+
+
+def _labels(items: list[LabelProbability]) -> list[pb.LabelProbability]:
+    return [pb.LabelProbability(index=t.index, label=t.label, probability=t.probability)
+            for t in items]
 
 
 def _model_ref(ref: pb.ModelRef) -> tuple[str, int]:

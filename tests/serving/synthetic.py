@@ -16,8 +16,10 @@ from serving.repository import VersionWriter
 
 
 def classifier_graph(num_classes: int = 10, hidden: int = 0, depth: int = 0,
-                     seed: int = 0, size: int = 28) -> onnx.ModelProto:
+                     seed: int = 0, size: int = 28, multi_label: bool = False) -> onnx.ModelProto:
     """pixels [N,1,size,size] (0..255) -> probabilities, logits [N,num_classes].
+
+    multi_label: independent sigmoids (a tagger) instead of one softmax.
 
     depth > 0 adds `depth` hidden MatMul+Tanh layers of width `hidden`: a slow model on demand.
     """
@@ -41,7 +43,8 @@ def classifier_graph(num_classes: int = 10, hidden: int = 0, depth: int = 0,
     inits += [numpy_helper.from_array(w, "w_out"), numpy_helper.from_array(b, "b_out")]
     nodes += [helper.make_node("MatMul", [current, "w_out"], ["mm"]),
               helper.make_node("Add", ["mm", "b_out"], ["logits"]),
-              helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1)]
+              helper.make_node("Sigmoid", ["logits"], ["probabilities"]) if multi_label
+              else helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1)]
     graph = helper.make_graph(
         nodes, "synthetic_classifier",
         [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["batch", 1, size, size])],
@@ -77,4 +80,15 @@ def publish_classifier(repository: Path, name: str, **graph_options: int) -> Pat
     with VersionWriter(repository, name) as w:
         onnx.save(classifier_graph(**graph_options), w.path / "model.onnx")
         _, path = w.commit(classifier_manifest(num_classes, size))
+    return path
+
+
+def publish_tagger(repository: Path, name: str, thresholds: list[float], seed: int = 0) -> Path:
+    with VersionWriter(repository, name) as w:
+        onnx.save(classifier_graph(num_classes=len(thresholds), seed=seed, multi_label=True),
+                  w.path / "model.onnx")
+        manifest = {**classifier_manifest(len(thresholds)), "task": "tag",
+                    "labels": [f"tag-{i}" for i in range(len(thresholds))],
+                    "thresholds": thresholds}
+        _, path = w.commit(manifest)
     return path

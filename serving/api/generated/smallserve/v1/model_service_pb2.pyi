@@ -128,3 +128,37 @@ class ClassifyResponse(_message.Message):
     model: ModelRef
     results: _containers.RepeatedCompositeFieldContainer[Classification]
     def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., results: _Optional[_Iterable[_Union[Classification, _Mapping]]] = ...) -> None: ...
+
+class TagRequest(_message.Message):
+    __slots__ = ("model", "pixels", "images", "top_k", "threshold")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PIXELS_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    model: ModelRef
+    pixels: Tensor
+    images: _containers.RepeatedScalarFieldContainer[bytes]
+    top_k: int
+    threshold: float
+    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., pixels: _Optional[_Union[Tensor, _Mapping]] = ..., images: _Optional[_Iterable[bytes]] = ..., top_k: _Optional[int] = ..., threshold: _Optional[float] = ...) -> None: ...
+
+class TagResult(_message.Message):
+    __slots__ = ("probabilities", "tags", "top")
+    PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    TOP_FIELD_NUMBER: _ClassVar[int]
+    probabilities: _containers.RepeatedScalarFieldContainer[float]
+    tags: _containers.RepeatedCompositeFieldContainer[LabelProbability]
+    top: _containers.RepeatedCompositeFieldContainer[LabelProbability]
+    def __init__(self, probabilities: _Optional[_Iterable[float]] = ..., tags: _Optional[_Iterable[_Union[LabelProbability, _Mapping]]] = ..., top: _Optional[_Iterable[_Union[LabelProbability, _Mapping]]] = ...) -> None: ...
+
+class TagResponse(_message.Message):
+    __slots__ = ("model", "results", "thresholds")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    model: ModelRef
+    results: _containers.RepeatedCompositeFieldContainer[TagResult]
+    thresholds: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., results: _Optional[_Iterable[_Union[TagResult, _Mapping]]] = ..., thresholds: _Optional[_Iterable[float]] = ...) -> None: ...

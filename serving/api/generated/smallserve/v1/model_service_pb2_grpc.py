@@ -50,6 +50,11 @@ class ModelServiceStub(object):
                 request_serializer=smallserve_dot_v1_dot_model__service__pb2.ClassifyRequest.SerializeToString,
                 response_deserializer=smallserve_dot_v1_dot_model__service__pb2.ClassifyResponse.FromString,
                 _registered_method=True)
+        self.Tag = channel.unary_unary(
+                '/smallserve.v1.ModelService/Tag',
+                request_serializer=smallserve_dot_v1_dot_model__service__pb2.TagRequest.SerializeToString,
+                response_deserializer=smallserve_dot_v1_dot_model__service__pb2.TagResponse.FromString,
+                _registered_method=True)
 
 
 class ModelServiceServicer(object):
@@ -76,6 +81,14 @@ class ModelServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Tag(self, request, context):
+        """Multi-label tagging: independent per-label probabilities, the labels over their
+        thresholds, and the top-k per input.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +106,11 @@ def add_ModelServiceServicer_to_server(servicer, server):
                     servicer.Classify,
                     request_deserializer=smallserve_dot_v1_dot_model__service__pb2.ClassifyRequest.FromString,
                     response_serializer=smallserve_dot_v1_dot_model__service__pb2.ClassifyResponse.SerializeToString,
+            ),
+            'Tag': grpc.unary_unary_rpc_method_handler(
+                    servicer.Tag,
+                    request_deserializer=smallserve_dot_v1_dot_model__service__pb2.TagRequest.FromString,
+                    response_serializer=smallserve_dot_v1_dot_model__service__pb2.TagResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +194,33 @@ class ModelService(object):
             '/smallserve.v1.ModelService/Classify',
             smallserve_dot_v1_dot_model__service__pb2.ClassifyRequest.SerializeToString,
             smallserve_dot_v1_dot_model__service__pb2.ClassifyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Tag(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/smallserve.v1.ModelService/Tag',
+            smallserve_dot_v1_dot_model__service__pb2.TagRequest.SerializeToString,
+            smallserve_dot_v1_dot_model__service__pb2.TagResponse.FromString,
             options,
             channel_credentials,
             insecure,
