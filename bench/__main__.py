@@ -1,0 +1,46 @@
+"""python -m bench [--quick] [--json FILE]: every benchmark, a markdown table per benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+from bench import eager_vs_onnxruntime, serving_overhead
+
+BENCHMARKS = {
+    "eager_vs_onnxruntime": eager_vs_onnxruntime.run,
+    "server_vs_in_process": serving_overhead.run,
+}
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    columns = [c for c in rows[0] if c != "benchmark"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (a minute)")
+    parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append",
+                        help="run only these benchmarks")
+    parser.add_argument("--json", type=Path, default=Path("runs/bench.json"),
+                        help="where to write all rows as JSON")
+    args = parser.parse_args(argv)
+    results: dict[str, Any] = {"machine": platform.platform(), "quick": args.quick}
+    for name in args.only or BENCHMARKS:
+        rows = BENCHMARKS[name](quick=args.quick)
+        results[name] = rows
+        print(f"\n## {name}\n\n{markdown(rows)}", flush=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2))
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
