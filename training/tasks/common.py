@@ -13,6 +13,7 @@ import onnx
 import onnxruntime
 import torch
 
+from serving.repository.layout import is_valid_model_name
 from training.export.parity import DEFAULT_TOLERANCE
 from training.regularizers import WeightPenalty, elastic_net_strengths
 
@@ -20,12 +21,62 @@ OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("none", "cosine", "step", "plateau")
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def unit_interval(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
+    return value
+
+
+def model_name(text: str) -> str:
+    # checked here so a bad name fails before minutes of training, not at publication
+    if not is_valid_model_name(text):
+        raise argparse.ArgumentTypeError(
+            f"invalid model name {text!r}: letters, digits, '_', '-', '.' (128 at most)")
+    return text
+
+
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of every task. Those defaulting to None are filled in per task / architecture."""
     io = parser.add_argument_group("input and output")
     io.add_argument("--repository", type=Path, default=Path("exported"),
                     help="model repository to publish into (default: %(default)s)")
-    io.add_argument("--name", default=None, help="model name in the repository")
+    io.add_argument("--name", type=model_name, default=None, help="model name in the repository")
     io.add_argument("--data-dir", type=Path, default=None,
                     help="dataset folder (default: the bundled data)")
     io.add_argument("--checkpoint-dir", type=Path, default=None,
@@ -34,20 +85,20 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                     help="no progress bar and no per-epoch lines; the summary still prints")
 
     opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=int, default=None, help="maximum number of epochs")
-    opt.add_argument("--batch-size", type=int, default=None)
+    opt.add_argument("--epochs", type=positive_int, default=None, help="maximum number of epochs")
+    opt.add_argument("--batch-size", type=positive_int, default=None)
     opt.add_argument("--optimizer", choices=OPTIMIZERS, default=None)
-    opt.add_argument("--lr", type=float, default=None, help="initial learning rate")
-    opt.add_argument("--momentum", type=float, default=0.9,
+    opt.add_argument("--lr", type=positive_float, default=None, help="initial learning rate")
+    opt.add_argument("--momentum", type=non_negative_float, default=0.9,
                      help="SGD momentum (default: %(default)s)")
     opt.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="cosine",
                      help="per-epoch schedule: cosine annealing to ~0, step (x0.1 every third "
                           "of the epochs), plateau (x0.1 after 2 flat epochs), none "
                           "(default: %(default)s)")
-    opt.add_argument("--patience", type=int, default=5,
+    opt.add_argument("--patience", type=non_negative_int, default=5,
                      help="stop after this many epochs without a lower validation loss; "
                           "0 disables early stopping (default: %(default)s)")
-    opt.add_argument("--grad-clip", type=float, default=None,
+    opt.add_argument("--grad-clip", type=positive_float, default=None,
                      help="clip the global gradient norm to this value")
     opt.add_argument("--seed", type=int, default=0,
                      help="seeds initialisation, dropout and batch order (default: %(default)s)")
@@ -59,13 +110,13 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "regularisation", "Penalties cover weight matrices and kernels, never biases. "
         "L1 = l1*sum|w|, L2 = l2*sum w^2 (no 1/2). Elastic net: give both --l1 and --l2, "
         "or --elastic-net LAMBDA --l1-ratio R (l1 = LAMBDA*R, l2 = LAMBDA*(1-R)).")
-    reg.add_argument("--l1", type=float, default=0.0, help="L1 (lasso) strength")
-    reg.add_argument("--l2", type=float, default=0.0, help="L2 (ridge) strength")
-    reg.add_argument("--elastic-net", type=float, default=None, metavar="LAMBDA",
+    reg.add_argument("--l1", type=non_negative_float, default=0.0, help="L1 (lasso) strength")
+    reg.add_argument("--l2", type=non_negative_float, default=0.0, help="L2 (ridge) strength")
+    reg.add_argument("--elastic-net", type=non_negative_float, default=None, metavar="LAMBDA",
                      help="elastic-net strength; adds to --l1 / --l2")
-    reg.add_argument("--l1-ratio", type=float, default=0.5,
+    reg.add_argument("--l1-ratio", type=unit_interval, default=0.5,
                      help="share of --elastic-net that is L1 (default: %(default)s)")
-    reg.add_argument("--dropout", type=float, default=None, help="dropout probability")
+    reg.add_argument("--dropout", type=probability, default=None, help="dropout probability")
 
     export = parser.add_argument_group("export")
     export.add_argument("--parity-tolerance", type=float, default=DEFAULT_TOLERANCE,

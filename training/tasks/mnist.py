@@ -44,6 +44,7 @@ from training.tasks.common import (
     jsonable_config,
     library_versions,
     penalty_strengths,
+    positive_int,
     resolve_device,
 )
 
@@ -78,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--activation", choices=tuple(ACTIVATIONS), default="relu",
                        help="hidden-layer activation (default: %(default)s)")
     data = parser.add_argument_group("data and calibration")
-    data.add_argument("--limit-train", type=int, default=None, metavar="N",
+    data.add_argument("--limit-train", type=positive_int, default=None, metavar="N",
                       help="train on the first N training images only (quick runs)")
     data.add_argument("--no-calibrate", action="store_true",
                       help="skip temperature scaling (T = 1)")
@@ -132,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
     test_images = data.test.images[:, None]  # (N, 1, H, W) as the graph takes them
     with VersionWriter(args.repository, args.name) as writer:
         onnx_path = writer.path / GRAPH_FILE
-        example = torch.from_numpy(test_images[:2].astype(np.float32))
+        # any batch of 2+ will do: the exporter would freeze a batch axis traced at size 1
+        example = torch.zeros((2, *data.image_shape))
         export_onnx(graph, (example,), onnx_path, [INPUT_NAME], OUTPUT_NAMES,
                     {INPUT_NAME: {0: "batch"}})
         parity = check_parity(graph, onnx_path, parity_batches(test_images),
