@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -7,6 +8,10 @@ import numpy as np
 import pytest
 
 from training.data.idx import write_idx
+
+# Real MNIST beside the checkout, as tests/conftest.py locates it; tests needing it skip without.
+REAL_MNIST = Path(os.environ.get("SMALLSERVE_MNIST_DIR",
+                                 Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"))
 
 
 def make_idx_dataset(folder: Path, n_train: int = 600, n_test: int = 150, classes: int = 3,
@@ -34,3 +39,10 @@ def idx_dataset(tmp_path: Path) -> Callable[..., Path]:
     def make(name: str = "data", **kwargs: object) -> Path:
         return make_idx_dataset(tmp_path / name, **kwargs)  # type: ignore[arg-type]
     return make
+
+
+@pytest.fixture
+def real_mnist() -> Path:
+    if not (REAL_MNIST / "t10k-labels-idx1-ubyte.gz").is_file():
+        pytest.skip(f"real MNIST not found in {REAL_MNIST} (set SMALLSERVE_MNIST_DIR)")
+    return REAL_MNIST

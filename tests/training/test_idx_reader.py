@@ -38,12 +38,12 @@ def test_gzip_detected_by_magic_not_by_name(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_idx(gz_content), labels)
 
 
-def test_reads_the_real_mnist_headers_if_present() -> None:
-    folder = Path("/work/shared/data/mnist")
-    if not folder.is_dir():
-        pytest.skip("real MNIST not on this machine")
-    labels = read_idx(folder / "t10k-labels-idx1-ubyte.gz")
+def test_reads_the_real_mnist_files(real_mnist: Path) -> None:
+    labels = read_idx(real_mnist / "t10k-labels-idx1-ubyte.gz")
     assert labels.shape == (10000,) and labels.max() == 9
+    data = load_mnist(real_mnist)
+    assert (len(data.train), len(data.validation), len(data.test)) == (55000, 5000, 10000)
+    assert data.image_shape == (1, 28, 28) and data.num_classes == 10
 
 
 def test_missing_folder(tmp_path: Path) -> None:

@@ -113,17 +113,17 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     seed_everything(args.seed)
     device = resolve_device(args.device)
+    args.device_used = str(device)  # recorded in the manifest beside the requested "auto"
     data = load_mnist(args.data_dir)
     train = data.train.head(args.limit_train) if args.limit_train else data.train
     mean, std = pixel_statistics(train.images)
-    say = (lambda _line: None) if args.quiet else print
     print(f"mnist {args.arch}: {len(train)} train / {len(data.validation)} validation / "
           f"{len(data.test)} test images of {data.image_shape}, {data.num_classes} classes, "
           f"from {data.source}; device {device}, seed {args.seed}")
 
     model = build_classifier(args.arch, data.image_shape, data.num_classes, args.hidden,
                              args.activation, args.dropout).to(device)
-    result = train_classifier(model, train, data.validation, mean, std, args, device, say)
+    result = train_classifier(model, train, data.validation, mean, std, args, device)
     temperature = 1.0
     if not args.no_calibrate:
         logits = predict_logits(model, to_tensor(data.validation.images, mean, std, device))
@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
 
 def train_classifier(model: nn.Module, train: Split, validation: Split,
                      mean: list[float], std: list[float], args: argparse.Namespace,
-                     device: torch.device, say: Any) -> TrainResult:
+                     device: torch.device) -> TrainResult:
     x_train = to_tensor(train.images, mean, std, device)
     y_train = torch.from_numpy(train.labels).to(device)
     x_val = to_tensor(validation.images, mean, std, device)
