@@ -27,6 +27,13 @@ def test_publishing_twice_gives_versions_1_and_2(tmp_path):
     assert len(manifest.files["model.onnx"]["sha256"]) == 64
 
 
+def test_published_files_are_readable_by_other_users(tmp_path):
+    path = publish_classifier(tmp_path, "m")
+    for f in (path / "manifest.json", tmp_path / "m" / "config.pbtxt",
+              tmp_path / "m" / "labels.txt"):
+        assert f.stat().st_mode & 0o044 == 0o044, f
+
+
 def test_interrupted_publish_leaves_no_version(tmp_path):
     with pytest.raises(RuntimeError), VersionWriter(tmp_path, "m") as w:
         onnx.save(classifier_graph(), w.path / "model.onnx")
