@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from serving.batching import BatchingConfig
 from serving.runtime.providers import parse_provider_list
 from serving.runtime.session import SessionConfig
 
@@ -26,6 +27,8 @@ class ServerConfig:
     grace_period: float
     log_level: str
     log_format: str
+    batching: BatchingConfig = BatchingConfig()
+    metrics_port: int = 0
 
 
 def _env(flag: str, default: str) -> str:
@@ -66,6 +69,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds between scans of the repository for new versions (0: never)")
     p.add_argument("--grace-period", type=float, default=float(_env("grace_period", "10")),
                    help="seconds in-flight calls get to finish on SIGTERM/SIGINT")
+    batching = p.add_argument_group(
+        "dynamic batching", "Concurrent calls to one model are merged into one run, as Triton's "
+        "dynamic batcher does; a model's manifest (serving.dynamic_batching) can override these.")
+    batching.add_argument("--batching", choices=["on", "off"], default=_env("batching", "on"))
+    batching.add_argument("--batch-max-size", type=int,
+                          default=int(_env("batch_max_size", "64")),
+                          help="rows per model run")
+    batching.add_argument("--batch-max-delay-us", type=int,
+                          default=int(_env("batch_max_delay_us", "0")),
+                          help="longest a call waits for others to join its batch (0: only "
+                               "calls already waiting join)")
+    batching.add_argument("--batch-queue-size", type=int,
+                          default=int(_env("batch_queue_size", "4096")),
+                          help="rows that may wait per model; more is RESOURCE_EXHAUSTED")
+    batching.add_argument("--batch-instances", type=int,
+                          default=int(_env("batch_instances", "1")),
+                          help="runs of one model at once")
+    p.add_argument("--metrics-port", type=int, default=int(_env("metrics_port", "8002")),
+                   help="HTTP port of the Prometheus /metrics endpoint (0: off)")
     p.add_argument("--log-level", default=_env("log_level", "INFO"),
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--log-format", default=_env("log_format", "text"), choices=["text", "json"])
@@ -83,7 +105,8 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         if not sep or not name or parsed is None:
             parser.error(f"--model-providers expects NAME=LIST, got {item!r}")
         model_providers[name] = parsed
-    for flag in ("workers", "max_message_bytes"):
+    for flag in ("workers", "max_message_bytes", "batch_max_size", "batch_queue_size",
+                 "batch_instances"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1")
     return ServerConfig(
@@ -94,4 +117,9 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
                               model_providers=model_providers or None),
         workers=args.workers, max_batch_size=args.max_batch_size,
         max_message_bytes=args.max_message_bytes, poll_interval=args.poll_interval,
-        grace_period=args.grace_period, log_level=args.log_level, log_format=args.log_format)
+        grace_period=args.grace_period, log_level=args.log_level, log_format=args.log_format,
+        batching=BatchingConfig(enabled=args.batching == "on", max_batch_size=args.batch_max_size,
+                                max_queue_delay_us=max(0, args.batch_max_delay_us),
+                                max_queue_size=args.batch_queue_size,
+                                instances=args.batch_instances),
+        metrics_port=args.metrics_port)

@@ -14,11 +14,13 @@ import contextlib
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from serving import metrics
 from serving.api.generated.inference import grpc_service_pb2_grpc
 from serving.api.generated.smallserve.v1 import model_service_pb2_grpc
 from serving.config import ServerConfig
@@ -35,7 +37,9 @@ class Server:
         self.config = config
         self.registry = ModelRegistry(config.repository, config.session)
         self.workers = ThreadPoolExecutor(config.workers, thread_name_prefix="inference")
-        self.ctx = ServerContext(self.registry, Limits(config.max_batch_size), self.workers)
+        self.ctx = ServerContext(self.registry, Limits(config.max_batch_size), self.workers,
+                                 config.batching)
+        self.metrics_http: Any = None
         self.health = health.aio.HealthServicer()
         self.services = [model_service.SERVICE_NAME, inference_service.SERVICE_NAME]
         self.port = 0
@@ -63,11 +67,22 @@ class Server:
         await self.grpc.start()
         log.info("listening on %s:%d (repository %s)", self.config.host, self.port,
                  self.config.repository)
+        if self.config.metrics_port:
+            try:
+                self.metrics_http = metrics.serve_metrics(self.config.host,
+                                                          self.config.metrics_port)
+            except OSError as e:
+                raise OSError(f"cannot serve metrics on port {self.config.metrics_port}: "
+                              f"{e}") from e
+            metrics.track_models(lambda: len(self.registry.runners()))
+            log.info("metrics on http://%s:%d/metrics", self.config.host,
+                     self.metrics_http.server_port)
         return self.port
 
     async def load_models(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.registry.refresh)
         self.ctx.ready = True
+        metrics.READY.set(1)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         models = self.registry.models()
         if not models:
@@ -87,9 +102,12 @@ class Server:
     async def stop(self) -> None:
         log.info("shutting down: finishing in-flight calls (grace %.1fs)",
                  self.config.grace_period)
+        metrics.READY.set(0)
         await self.health.enter_graceful_shutdown()
         await self.grpc.stop(self.config.grace_period)
         self.workers.shutdown(wait=False, cancel_futures=True)
+        if self.metrics_http is not None:
+            self.metrics_http.shutdown()
         log.info("stopped")
 
     async def _set_health(self, status: int) -> None:

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from serving import metrics
 from serving.errors import InvalidInput
 from serving.repository import Manifest
 from serving.runtime.session import SessionConfig, create_session
@@ -31,7 +32,8 @@ class Runner:
             session, active = create_session(version_dir / filename, requested, config)
             self.sessions[role] = session
             self.providers = active
-        self.stats = RunnerStats()
+        self.stats = RunnerStats(manifest.name)
+        self.batcher: Any = None  # the server's DynamicBatcher for this version, made lazily
 
     @property
     def name(self) -> str:
@@ -68,7 +70,8 @@ class Duration:
 class RunnerStats:
     """Counters since start, as Triton's statistics extension reports them."""
 
-    def __init__(self) -> None:
+    def __init__(self, model: str = "") -> None:
+        self.model = model
         self._lock = threading.Lock()
         self.success = Duration()
         self.failure = Duration()
@@ -78,14 +81,23 @@ class RunnerStats:
         self.execution_count = 0  # model runs
         self.last_inference_ms = 0
 
-    def record_success(self, batch: int, total_ns: int, queue_ns: int, compute_ns: int) -> None:
+    def record_request(self, rows: int, total_ns: int, queue_ns: int, compute_ns: int) -> None:
+        """One call answered: its rows, time from arrival, time queued, time of its run."""
         with self._lock:
             self.success.add(total_ns)
             self.queue.add(queue_ns)
             self.compute.add(compute_ns)
-            self.inference_count += batch
-            self.execution_count += 1
+            self.inference_count += rows
             self.last_inference_ms = int(time.time() * 1000)
+        metrics.QUEUE_SECONDS.labels(self.model).observe(queue_ns / 1e9)
+        metrics.COMPUTE_SECONDS.labels(self.model).observe(compute_ns / 1e9)
+        metrics.INFERENCES.labels(self.model).inc(rows)
+
+    def record_execution(self, rows: int) -> None:
+        """One model run, which may have answered several batched calls."""
+        with self._lock:
+            self.execution_count += 1
+        metrics.BATCH_SIZE.labels(self.model).observe(rows)
 
     def record_failure(self, total_ns: int) -> None:
         with self._lock:

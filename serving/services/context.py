@@ -1,8 +1,9 @@
 """What every gRPC service of the server shares: registry, limits, readiness, the worker pool.
 
-Inference runs on a thread pool (onnxruntime releases the GIL), never on the event loop. A
-call that is cancelled or whose deadline passes while it waits for a worker is dropped before
-it starts; asyncio cancels the pool's future when the awaiting handler is cancelled.
+Inference runs on a thread pool (onnxruntime releases the GIL), never on the event loop, through
+a dynamic batcher per model version unless batching is off. A call that is cancelled or whose
+deadline passes while it waits is dropped before it starts; asyncio cancels the pool's future
+when the awaiting handler is cancelled.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
+import numpy as np
 
+from serving import metrics
+from serving.batching import BatchingConfig, DynamicBatcher
 from serving.errors import DeadlineExceeded, NotReady, ServingError
 from serving.registry import ModelRegistry
 from serving.runners import Runner
@@ -36,6 +40,7 @@ class ServerContext:
     registry: ModelRegistry
     limits: Limits
     workers: ThreadPoolExecutor
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
     ready: bool = False
 
     def check_ready(self) -> None:
@@ -53,25 +58,44 @@ class ServerContext:
     async def run(self, context: grpc.aio.ServicerContext, fn: Callable[..., T],
                   *args: Any) -> T:
         """Run fn(*args) on the worker pool, unless the call's deadline passes first."""
-        result, _, _ = await self._on_worker(context, fn, *args)
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
+        result, _, _ = await self._on_worker(deadline, fn, *args)
         return result
 
-    async def infer(self, context: grpc.aio.ServicerContext, runner: Runner, batch: int,
-                    fn: Callable[..., T], *args: Any) -> T:
-        """run() for a model execution, recorded in the runner's statistics."""
+    async def infer(self, context: grpc.aio.ServicerContext, runner: Runner,
+                    feeds: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+        """Run a model on one call's tensors (through its dynamic batcher when batching is on),
+        recorded in the runner's statistics."""
         start = time.perf_counter_ns()
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
+        rows = next(iter(feeds.values())).shape[0]
         try:
-            result, queue_ns, compute_ns = await self._on_worker(context, fn, *args)
+            batcher = self._batcher(runner)
+            if batcher is not None:
+                results, queue_ns, compute_ns = await batcher.submit(feeds, deadline)
+            else:
+                results, queue_ns, compute_ns = await self._on_worker(
+                    deadline, runner.infer, feeds, outputs)
+                runner.stats.record_execution(rows)
         except Exception:
             runner.stats.record_failure(time.perf_counter_ns() - start)
             raise
-        runner.stats.record_success(batch, time.perf_counter_ns() - start, queue_ns, compute_ns)
-        return result
+        runner.stats.record_request(rows, time.perf_counter_ns() - start, queue_ns, compute_ns)
+        return {name: results[name] for name in outputs}
 
-    async def _on_worker(self, context: grpc.aio.ServicerContext, fn: Callable[..., T],
+    def _batcher(self, runner: Runner) -> DynamicBatcher | None:
+        if runner.batcher is None:
+            config = self.batching.for_model(runner.manifest.serving.get("dynamic_batching", {}))
+            if not config.enabled:
+                return None
+            # kept on the runner, so a superseded version's queue goes away with it
+            runner.batcher = DynamicBatcher(runner, config, self.workers)
+        return runner.batcher
+
+    async def _on_worker(self, deadline: float | None, fn: Callable[..., T],
                          *args: Any) -> tuple[T, int, int]:
-        remaining = context.time_remaining()
-        deadline = None if remaining is None else time.monotonic() + remaining
         submitted = time.perf_counter_ns()
 
         def job() -> tuple[T, int, int]:
@@ -88,19 +112,44 @@ Handler = Callable[..., Awaitable[Any]]
 
 
 def grpc_errors(method: Handler) -> Handler:
-    """Map ServingError to its status code; anything else is a logged INTERNAL error."""
+    """Map ServingError to its status code, anything else to a logged INTERNAL error, and count
+    every call in the Prometheus metrics by API, method, model and status."""
 
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        start = time.perf_counter()
+        code = grpc.StatusCode.OK
         try:
             return await method(self, request, context)
         except ServingError as e:
+            code = e.code
             log.info("%s: %s %s", method.__name__, e.code.name, e)
             await context.abort(e.code, str(e))
-        except (asyncio.CancelledError, grpc.aio.AbortError):
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except grpc.aio.AbortError:
             raise
         except Exception as e:
+            code = grpc.StatusCode.INTERNAL
             log.exception("%s failed", method.__name__)
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {e}")
+        finally:
+            model = _requested_model(request)
+            if model not in self.ctx.registry.models():
+                model = ""  # keeps label values bounded: no label per mistyped name
+            metrics.REQUESTS.labels(self.API, method.__name__, model, code.name).inc()
+            metrics.REQUEST_SECONDS.labels(self.API, method.__name__, model).observe(
+                time.perf_counter() - start)
 
     return wrapper
+
+
+def _requested_model(request: Any) -> str:
+    """The model a request names, in either API's spelling."""
+    for field_name in ("model_name", "name"):
+        value = getattr(request, field_name, None)
+        if isinstance(value, str):
+            return value
+    ref = getattr(request, "model", None)
+    return getattr(ref, "name", "") if ref is not None else ""

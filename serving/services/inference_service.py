@@ -46,6 +46,8 @@ def server_version() -> str:
 
 
 class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
+    API = "oip"
+
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
 
@@ -130,9 +132,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         runner = await self._runner(request.model_name, request.model_version)
         feeds = self._inputs(request, runner.manifest)
         wanted = _requested_outputs(request, runner.manifest)
-        batch = next(iter(feeds.values())).shape[0]
-        results = await self.ctx.infer(context, runner, batch, runner.infer, feeds,
-                                       [name for name, _ in wanted])
+        results = await self.ctx.infer(context, runner, feeds, [name for name, _ in wanted])
         response = pb.ModelInferResponse(model_name=runner.name,
                                          model_version=str(runner.version), id=request.id)
         for name, k in wanted:

@@ -21,6 +21,8 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ModelService"].full_name
 
 
 class ModelService(pb_grpc.ModelServiceServicer):
+    API = "smallserve.v1"
+
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
 
@@ -87,7 +89,9 @@ class ModelService(pb_grpc.ModelServiceServicer):
             pixels = runner.pixels_from_array(_tensor(request.pixels, "pixels"))
         else:
             pixels = await self.ctx.run(context, runner.pixels_from_images, list(request.images))
-        return await self.ctx.infer(context, runner, len(pixels), runner.probabilities, pixels)
+        results = await self.ctx.infer(context, runner, {runner.input_name: pixels},
+                                       ["probabilities"])
+        return results["probabilities"]
 
 
 def _labels(items: list[LabelProbability]) -> list[pb.LabelProbability]:

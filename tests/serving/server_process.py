@@ -27,7 +27,8 @@ class ServerProcess:
         self.port = free_port()
         self.log_path = log_path or repository.parent / f"server-{self.port}.log"
         self.args = [sys.executable, "-m", "serving", "--repository", str(repository),
-                     "--host", "127.0.0.1", "--port", str(self.port), *args]
+                     "--host", "127.0.0.1", "--port", str(self.port),
+                     *([] if "--metrics-port" in args else ["--metrics-port", "0"]), *args]
         self.process: subprocess.Popen | None = None
 
     @property

@@ -17,7 +17,7 @@ from tests.serving.synthetic import publish_classifier
 def test_unavailable_until_ready_then_serving(tmp_path):
     publish_classifier(tmp_path, "m")
     config = parse_config(["--repository", str(tmp_path), "--host", "127.0.0.1",
-                           "--port", "0", "--poll-interval", "0"])
+                           "--port", "0", "--poll-interval", "0", "--metrics-port", "0"])
 
     async def scenario():
         server = Server(config)
@@ -54,7 +54,7 @@ def test_taken_port_is_an_error(tmp_path):
         s.listen()
         port = s.getsockname()[1]
         config = parse_config(["--repository", str(tmp_path), "--host", "127.0.0.1",
-                               "--port", str(port)])
+                               "--port", str(port), "--metrics-port", "0"])
 
         async def scenario():
             try:
