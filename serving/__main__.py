@@ -9,11 +9,15 @@ import sys
 from serving.config import parse_config
 from serving.logs import configure_logging
 from serving.server import serve
+from serving.supervisor import supervise
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     config = parse_config(argv)
     configure_logging(config.log_level, config.log_format)
+    if config.processes > 1:
+        return supervise(argv, config)
     try:
         asyncio.run(serve(config))
     except OSError as e:

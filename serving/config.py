@@ -29,6 +29,8 @@ class ServerConfig:
     log_format: str
     batching: BatchingConfig = BatchingConfig()
     metrics_port: int = 0
+    processes: int = 1
+    reuse_port: bool = False
 
 
 def _env(flag: str, default: str) -> str:
@@ -86,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     batching.add_argument("--batch-instances", type=int,
                           default=int(_env("batch_instances", "1")),
                           help="runs of one model at once")
+    scale = p.add_argument_group(
+        "using every core", "Python gRPC serves from one core per process; --processes N starts "
+        "N worker processes sharing the port (SO_REUSEPORT), each with cores/N onnxruntime "
+        "threads unless --intra-op-threads is set, and worker i serving metrics on "
+        "--metrics-port + i.")
+    scale.add_argument("--processes", type=int, default=int(_env("processes", "1")),
+                       help="worker processes sharing the gRPC port")
+    scale.add_argument("--reuse-port", choices=["on", "off"], default=_env("reuse_port", "off"),
+                       help="let several servers bind the port (set for each worker)")
     p.add_argument("--metrics-port", type=int, default=int(_env("metrics_port", "8002")),
                    help="HTTP port of the Prometheus /metrics endpoint (0: off)")
     p.add_argument("--log-level", default=_env("log_level", "INFO"),
@@ -106,7 +117,7 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
             parser.error(f"--model-providers expects NAME=LIST, got {item!r}")
         model_providers[name] = parsed
     for flag in ("workers", "max_message_bytes", "batch_max_size", "batch_queue_size",
-                 "batch_instances"):
+                 "batch_instances", "processes"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1")
     return ServerConfig(
@@ -122,4 +133,5 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
                                 max_queue_delay_us=max(0, args.batch_max_delay_us),
                                 max_queue_size=args.batch_queue_size,
                                 instances=args.batch_instances),
-        metrics_port=args.metrics_port)
+        metrics_port=args.metrics_port, processes=args.processes,
+        reuse_port=args.reuse_port == "on")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -47,7 +48,8 @@ class Server:
         self.grpc = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
-            ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share
+            # a second server on a taken port must fail, unless workers share it on purpose
+            ("grpc.so_reuseport", int(config.reuse_port)),
         ])
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
             model_service.ModelService(self.ctx), self.grpc)
@@ -65,8 +67,8 @@ class Server:
             raise OSError(f"cannot listen on {address}: {e}") from e
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.grpc.start()
-        log.info("listening on %s:%d (repository %s)", self.config.host, self.port,
-                 self.config.repository)
+        log.info("listening on %s:%d (repository %s, pid %d)", self.config.host, self.port,
+                 self.config.repository, os.getpid())
         if self.config.metrics_port:
             try:
                 self.metrics_http = metrics.serve_metrics(self.config.host,
