@@ -36,7 +36,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 # numeric, so Kubernetes runAsNonRoot can verify it
 USER 10001:10001
 WORKDIR /opt/smallserve
-EXPOSE 8001
+EXPOSE 8001 8002
 # SERVING only once every model is loaded and warmed up; start-period covers that
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "/opt/smallserve/healthcheck.py"]
