@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=30.0, help="deadline per call, seconds")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="list the models and their versions")
-    sub.add_parser("health", help="grpc.health.v1 status of the server")
+    sub.add_parser("health", help="grpc.health.v1 status of the server (exit 3 unless SERVING)")
     meta = sub.add_parser("metadata", help="a model's tensors, labels and manifest")
     _model_options(meta)
     cls = sub.add_parser("classify", help="classify images (PNG/JPEG files or IDX entries)")
@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     json.dump(output, sys.stdout, indent=2)
     print()
+    if args.command == "health" and output["status"] != "SERVING":
+        return 3  # so the command works as a container or script health probe
     return 0
 
 

@@ -89,6 +89,8 @@ def test_cli_prints_json(server, test_digits, tmp_path):
     def cli(*args):
         return subprocess.run([*base, *args], capture_output=True, text=True, cwd=ROOT)
 
+    health = cli("health")
+    assert health.returncode == 0 and json.loads(health.stdout) == {"status": "SERVING"}
     models = cli("models")
     assert models.returncode == 0 and json.loads(models.stdout)[0]["name"] == "mnist"
     by_idx = json.loads(cli("classify", "--model", "mnist", "--idx", str(idx), "--index", "0:3",
