@@ -8,11 +8,12 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from bench import eager_vs_onnxruntime, serving_overhead
+from bench import eager_vs_onnxruntime, server_throughput, serving_overhead
 
 BENCHMARKS = {
     "eager_vs_onnxruntime": eager_vs_onnxruntime.run,
     "server_vs_in_process": serving_overhead.run,
+    "server_throughput": server_throughput.run,
 }
 
 

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -53,44 +55,51 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextmanager
+def running_server(repository: Path, *args: str) -> Iterator[str]:
+    """python -m serving on a free loopback port; yields its target once models are ready."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "serving", "--repository", str(repository), "--host",
+         "127.0.0.1", "--port", str(port), "--log-level", "WARNING", "--metrics-port", "0",
+         *args], cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    target = f"127.0.0.1:{port}"
+    try:
+        with Client(target) as client:
+            _wait_ready(client)
+        yield target
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+
+
 def run(quick: bool = False) -> list[dict[str, Any]]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         repository = Path(tmp)
-        port = _free_port()
         for arch in ("mlp", "cnn"):
             publish_untrained(repository, arch)
-        server = subprocess.Popen(
-            [sys.executable, "-m", "serving", "--repository", str(repository), "--host",
-             "127.0.0.1", "--port", str(port), "--log-level", "WARNING"],
-            cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        try:
-            with Client(f"127.0.0.1:{port}") as client:
-                _wait_ready(client)
-                for arch in ("mlp", "cnn"):
-                    model = f"bench-{arch}"
-                    session = ort.InferenceSession(
-                        str(repository / model / "1" / "model.onnx"),
-                        providers=["CPUExecutionProvider"])
-                    for batch in (1, 32):
-                        x = np.random.default_rng(1).integers(0, 256, (batch, 1, 28, 28)) \
-                            .astype(np.uint8)
-                        served = partial(client.classify, model, pixels=x, top_k=1)
-                        local = partial(session.run, ["probabilities"],
-                                        {INPUT_NAME: x.astype(np.float32)})
-                        t = interleaved({"server": served, "in_process": local},
-                                        50 if quick else 300)
-                        rows.append({
-                            "benchmark": "server_vs_in_process", "model": model,
-                            "batch": batch, "api": "smallserve.v1 Classify",
-                            "in_process_p50_ms": round(t["in_process"].median_ms, 4),
-                            "server_p50_ms": round(t["server"].median_ms, 4),
-                            "server_p99_ms": round(t["server"].percentile_ms(99), 4),
-                            "overhead_p50_ms": round(t["server"].median_ms
-                                                     - t["in_process"].median_ms, 4)})
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(30)
+        with running_server(repository) as target, Client(target) as client:
+            for arch in ("mlp", "cnn"):
+                model = f"bench-{arch}"
+                session = ort.InferenceSession(str(repository / model / "1" / "model.onnx"),
+                                               providers=["CPUExecutionProvider"])
+                for batch in (1, 32):
+                    x = np.random.default_rng(1).integers(0, 256, (batch, 1, 28, 28)) \
+                        .astype(np.uint8)
+                    served = partial(client.classify, model, pixels=x, top_k=1)
+                    local = partial(session.run, ["probabilities"],
+                                    {INPUT_NAME: x.astype(np.float32)})
+                    t = interleaved({"server": served, "in_process": local},
+                                    50 if quick else 300)
+                    rows.append({
+                        "benchmark": "server_vs_in_process", "model": model, "batch": batch,
+                        "api": "smallserve.v1 Classify",
+                        "in_process_p50_ms": round(t["in_process"].median_ms, 4),
+                        "server_p50_ms": round(t["server"].median_ms, 4),
+                        "server_p99_ms": round(t["server"].percentile_ms(99), 4),
+                        "overhead_p50_ms": round(t["server"].median_ms
+                                                 - t["in_process"].median_ms, 4)})
     return rows
 
 
