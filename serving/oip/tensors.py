@@ -18,7 +18,7 @@ NUMPY_OF = {
     "BYTES": np.dtype(object),
 }
 DATATYPE_OF_MANIFEST = {"float32": "FP32", "float16": "FP16", "uint8": "UINT8",
-                        "int32": "INT32", "int64": "INT64", "bool": "BOOL"}
+                        "int32": "INT32", "int64": "INT64", "bool": "BOOL", "bytes": "BYTES"}
 CONTENTS_FIELD = {
     "BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents",
     "INT32": "int_contents", "INT64": "int64_contents", "UINT8": "uint_contents",

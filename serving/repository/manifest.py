@@ -14,7 +14,7 @@ from typing import Any
 
 FORMAT_VERSION = 1
 TASKS = ("classify", "tag", "translate", "caption")
-DTYPES = ("float32", "float16", "uint8", "int32", "int64", "bool")
+DTYPES = ("float32", "float16", "uint8", "int32", "int64", "bool", "bytes")  # bytes: text/images
 
 
 class ManifestError(ValueError):
@@ -58,6 +58,9 @@ class Manifest:
     training: dict[str, Any] = field(default_factory=dict)
     libraries: dict[str, str] = field(default_factory=dict)
     serving: dict[str, Any] = field(default_factory=dict)
+    tokenizer: dict[str, Any] = field(default_factory=dict)  # sequence models: files and ids
+    decoding: dict[str, Any] = field(default_factory=dict)  # beam size, length penalty, ...
+    limits: dict[str, Any] = field(default_factory=dict)  # e.g. max_source_pieces
     created_at: str = ""
     format: int = FORMAT_VERSION
 
@@ -87,6 +90,9 @@ class Manifest:
             training=dict(d.get("training", {})),
             libraries={str(k): str(v) for k, v in dict(d.get("libraries", {})).items()},
             serving=dict(d.get("serving", {})),
+            tokenizer=dict(d.get("tokenizer", {})),
+            decoding=dict(d.get("decoding", {})),
+            limits=dict(d.get("limits", {})),
             created_at=str(d.get("created_at", "")),
             format=int(d.get("format", FORMAT_VERSION)),
         )
@@ -113,6 +119,11 @@ class Manifest:
         diff = self.parity.get("max_abs_diff")
         if not isinstance(diff, int | float) or not math.isfinite(diff):
             raise ManifestError("parity.max_abs_diff must be a finite number")
+        if self.task in ("translate", "caption") and \
+                not {"encoder", "decoder_step"} <= set(self.graphs):
+            raise ManifestError(f"a {self.task} model needs encoder and decoder_step graphs")
+        if self.task == "translate" and self.tokenizer.get("type") != "sentencepiece":
+            raise ManifestError("a translate model needs a sentencepiece tokenizer")
         if self.task in ("classify", "tag") and not self.labels:
             raise ManifestError(f"a {self.task} model needs labels")
         if self.thresholds and (len(self.thresholds) != len(self.labels)

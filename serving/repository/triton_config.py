@@ -6,7 +6,7 @@ from serving.repository.manifest import Manifest, TensorSpec
 
 TRITON_TYPES = {
     "float32": "TYPE_FP32", "float16": "TYPE_FP16", "uint8": "TYPE_UINT8",
-    "int32": "TYPE_INT32", "int64": "TYPE_INT64", "bool": "TYPE_BOOL",
+    "int32": "TYPE_INT32", "int64": "TYPE_INT64", "bool": "TYPE_BOOL", "bytes": "TYPE_STRING",
 }
 DEFAULT_MAX_BATCH_SIZE = 256
 
