@@ -1,0 +1,123 @@
+"""Greedy and beam search against brute force on a small deterministic decoder."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from serving.decoding import beam_search, greedy_decode
+from serving.decoding.search import length_penalty
+
+BOS, EOS, VOCAB, SOURCE = 0, 1, 5, 4
+
+
+class MarkovDecoder:
+    """log p(next | prev, source) from fixed random tables; attention depends on prev."""
+
+    def __init__(self, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        logits = rng.normal(size=(VOCAB, VOCAB)) * 2
+        logits[:, BOS] = -1e9  # BOS is never generated
+        self.table = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+        self.attention_logits = rng.normal(size=(VOCAB, SOURCE))
+
+    def __call__(self, prev, state, memory, mask):
+        # the state counts steps so that it has to travel correctly through beam reordering
+        bias = memory[:, 0, 0][:, None] * 0.3 * np.sin(state[:, :1] + np.arange(VOCAB))
+        log_probs = self.table[prev] + bias
+        log_probs -= np.log(np.exp(log_probs).sum(1, keepdims=True))
+        scores = np.where(mask, self.attention_logits[prev], -np.inf)
+        attention = np.exp(scores - scores.max(1, keepdims=True))
+        attention /= attention.sum(1, keepdims=True)
+        return log_probs.astype(np.float32), state + 1, attention.astype(np.float32)
+
+    def sequence_log_prob(self, tokens, memory_value, ended):
+        prev, state, total = BOS, 0.0, 0.0
+        for token in [*tokens, EOS] if ended else tokens:
+            lp, _, _ = self(np.array([prev]), np.array([[state]]),
+                            np.full((1, SOURCE, 1), memory_value), np.ones((1, SOURCE), bool))
+            total += lp[0, token]
+            prev, state = token, state + 1
+        return total
+
+
+def inputs(batch, lengths=None):
+    rng = np.random.default_rng(1)
+    memory = rng.normal(size=(batch, SOURCE, 1)).astype(np.float32)
+    mask = np.ones((batch, SOURCE), bool)
+    for b, n in enumerate(lengths or []):
+        mask[b, n:] = False
+    return np.zeros((batch, 1), np.float32), memory, mask
+
+
+def brute_force(decoder, memory_value, max_length, alpha):
+    best = (-np.inf, None)
+    words = [w for w in range(VOCAB) if w not in (BOS, EOS)]
+    for n in range(max_length + 1):
+        for tokens in itertools.product(words, repeat=n):
+            for ended in ([True, False] if n == max_length else [True]):
+                lp = decoder.sequence_log_prob(list(tokens), memory_value, ended)
+                score = lp / length_penalty(n + int(ended), alpha)
+                best = max(best, (score, list(tokens)), key=lambda x: x[0])
+    return best
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.8])
+def test_wide_beam_finds_the_exact_optimum(alpha):
+    decoder = MarkovDecoder()
+    state, memory, mask = inputs(3)
+    found = beam_search(decoder, state, memory, mask, BOS, EOS, np.array([3, 3, 3]),
+                        beam_size=64, length_penalty_alpha=alpha)
+    for b, hyp in enumerate(found):
+        score, tokens = brute_force(decoder, memory[b, 0, 0], 3, alpha)
+        assert hyp.tokens == tokens
+        assert hyp.score == pytest.approx(score, abs=1e-4)
+
+
+def test_beam_of_one_is_greedy():
+    decoder = MarkovDecoder(2)
+    state, memory, mask = inputs(6, lengths=[4, 2, 3, 1, 4, 2])
+    lengths = np.array([8, 3, 5, 0, 10, 6])
+    greedy = greedy_decode(decoder, state, memory, mask, BOS, EOS, lengths)
+    beam = beam_search(decoder, state, memory, mask, BOS, EOS, lengths, beam_size=1)
+    for g, b in zip(greedy, beam, strict=True):
+        assert g.tokens == b.tokens and g.finished == b.finished
+        np.testing.assert_allclose(g.attention, b.attention)
+        np.testing.assert_allclose(g.token_log_probs, b.token_log_probs, atol=1e-6)
+    assert greedy[3].tokens == [] and all(len(g.tokens) <= n for g, n in zip(greedy, lengths,
+                                                                             strict=True))
+
+
+@pytest.mark.parametrize("search", ["greedy", "beam"])
+def test_attention_rows_are_the_ones_that_produced_each_token(search):
+    decoder = MarkovDecoder(3)
+    state, memory, mask = inputs(4, lengths=[4, 1, 2, 3])
+    lengths = np.array([6, 6, 6, 6])
+    if search == "greedy":
+        hyps = greedy_decode(decoder, state, memory, mask, BOS, EOS, lengths)
+    else:
+        hyps = beam_search(decoder, state, memory, mask, BOS, EOS, lengths, beam_size=3,
+                           length_penalty_alpha=0.6)
+    for b, hyp in enumerate(hyps):
+        prev, st = BOS, state[b:b + 1]
+        assert hyp.attention.shape == (len(hyp.tokens), SOURCE)
+        for i, token in enumerate(hyp.tokens):
+            lp, st, att = decoder(np.array([prev]), st, memory[b:b + 1], mask[b:b + 1])
+            np.testing.assert_allclose(hyp.attention[i], att[0], atol=1e-7)
+            assert hyp.token_log_probs[i] == pytest.approx(lp[0, token], abs=1e-6)
+            prev = token
+        np.testing.assert_allclose(hyp.attention.sum(1), 1, atol=1e-6)
+        assert (hyp.attention[:, mask[b].sum():] == 0).all()  # padding gets nothing
+
+
+def test_a_sentence_decodes_the_same_alone_or_in_a_batch():
+    decoder = MarkovDecoder(4)
+    state, memory, mask = inputs(5, lengths=[4, 2, 3, 1, 4])
+    lengths = np.array([7, 2, 5, 4, 9])
+    together = beam_search(decoder, state, memory, mask, BOS, EOS, lengths, beam_size=4,
+                           length_penalty_alpha=0.6)
+    for b in range(5):
+        alone = beam_search(decoder, state[b:b + 1], memory[b:b + 1], mask[b:b + 1], BOS, EOS,
+                            lengths[b:b + 1], beam_size=4, length_penalty_alpha=0.6)[0]
+        assert alone.tokens == together[b].tokens
+        assert alone.score == pytest.approx(together[b].score, abs=1e-6)
