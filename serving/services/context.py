@@ -67,23 +67,38 @@ class ServerContext:
                     feeds: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
         """Run a model on one call's tensors (through its dynamic batcher when batching is on),
         recorded in the runner's statistics."""
+        rows = next(iter(feeds.values())).shape[0]
+        batcher = self._batcher(runner)
+        if batcher is None:
+            results = await self.execute(context, runner, rows, runner.infer, feeds, outputs)
+        else:
+            results = await self._recorded(context, runner, rows, batcher.submit, feeds)
+        return {name: results[name] for name in outputs}
+
+    async def execute(self, context: grpc.aio.ServicerContext, runner: Runner, rows: int,
+                      fn: Callable[..., T], *args: Any) -> T:
+        """One model execution of fn(*args) on the worker pool, outside any batcher (sequence
+        models decode whole batches themselves), recorded in the runner's statistics."""
+
+        async def on_worker(deadline: float | None) -> tuple[T, int, int]:
+            outcome = await self._on_worker(deadline, fn, *args)
+            runner.stats.record_execution(rows)
+            return outcome
+
+        return await self._recorded(context, runner, rows, on_worker)
+
+    async def _recorded(self, context: grpc.aio.ServicerContext, runner: Runner, rows: int,
+                        submit: Callable[..., Awaitable[tuple[T, int, int]]], *args: Any) -> T:
         start = time.perf_counter_ns()
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
-        rows = next(iter(feeds.values())).shape[0]
         try:
-            batcher = self._batcher(runner)
-            if batcher is not None:
-                results, queue_ns, compute_ns = await batcher.submit(feeds, deadline)
-            else:
-                results, queue_ns, compute_ns = await self._on_worker(
-                    deadline, runner.infer, feeds, outputs)
-                runner.stats.record_execution(rows)
+            result, queue_ns, compute_ns = await submit(*args, deadline)
         except Exception:
             runner.stats.record_failure(time.perf_counter_ns() - start)
             raise
         runner.stats.record_request(rows, time.perf_counter_ns() - start, queue_ns, compute_ns)
-        return {name: results[name] for name in outputs}
+        return result
 
     def _batcher(self, runner: Runner) -> DynamicBatcher | None:
         if runner.batcher is None:
