@@ -12,6 +12,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from serving.client.client import Client, ClientError
+from serving.client.plots import attention_heatmap
 from serving.formats.idx import IdxError, read_idx
 
 
@@ -29,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     _image_options(cls)
     tag = sub.add_parser("tag", help="multi-label tagging of images (files or IDX entries)")
     _image_options(tag)
+    tr = sub.add_parser("translate", help="translate sentences; attention of every piece")
+    _model_options(tr)
+    tr.add_argument("texts", nargs="+", help="sentences to translate")
+    tr.add_argument("--beam-size", type=int, default=0, help="0: the model's default; 1: greedy")
+    tr.add_argument("--max-length", type=int, default=0, help="most target pieces (0: model's)")
+    tr.add_argument("--plot", type=Path, help="draw the first sentence's attention to this PNG")
     tag.add_argument("--threshold", type=float, default=0.0,
                      help="one threshold for every label (default: the model's tuned ones)")
     return p
@@ -72,6 +79,14 @@ def run(args: argparse.Namespace) -> Any:
             return client.list_models()
         if args.command == "metadata":
             return client.metadata(args.model, args.version)
+        if args.command == "translate":
+            result = client.translate(args.model, args.texts, args.beam_size, args.max_length,
+                                      args.version)
+            if args.plot:
+                first = result["translations"][0]
+                attention_heatmap(first["attention"], first["target_pieces"],
+                                  first["source_pieces"], args.plot)
+            return result
         return images_command(client, args)
 
 

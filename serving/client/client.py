@@ -69,6 +69,11 @@ class Client:
         request = messages.tag_request(model, version, pixels, images, top_k, threshold)
         return messages.tag_to_dict(self._call(self.stub.Tag, request))
 
+    def translate(self, model: str, texts: list[str], beam_size: int = 0, max_length: int = 0,
+                  version: int = 0) -> dict[str, Any]:
+        request = messages.translate_request(model, texts, version, beam_size, max_length)
+        return messages.translate_to_dict(self._call(self.stub.Translate, request))
+
 
 class AsyncClient:
     """asyncio client with the same methods as Client."""
@@ -114,3 +119,8 @@ class AsyncClient:
                   version: int = 0) -> dict[str, Any]:
         request = messages.tag_request(model, version, pixels, images, top_k, threshold)
         return messages.tag_to_dict(await self._call(self.stub.Tag, request))
+
+    async def translate(self, model: str, texts: list[str], beam_size: int = 0,
+                        max_length: int = 0, version: int = 0) -> dict[str, Any]:
+        request = messages.translate_request(model, texts, version, beam_size, max_length)
+        return messages.translate_to_dict(await self._call(self.stub.Translate, request))

@@ -72,6 +72,25 @@ def tag_to_dict(r: pb.TagResponse) -> dict[str, Any]:
                          "top": _labels(t.top)} for t in r.results]}
 
 
+def translate_request(model: str, texts: list[str], version: int = 0, beam_size: int = 0,
+                      max_length: int = 0) -> pb.TranslateRequest:
+    return pb.TranslateRequest(model=pb.ModelRef(name=model, version=version),
+                               texts=[t.encode("utf-8") if isinstance(t, str) else t
+                                      for t in texts],
+                               beam_size=beam_size, max_length=max_length)
+
+
+def translate_to_dict(r: pb.TranslateResponse) -> dict[str, Any]:
+    return {"model": r.model.name, "version": r.model.version,
+            "translations": [{
+                "text": t.text, "source_pieces": list(t.source_pieces),
+                "target_pieces": list(t.target_pieces),
+                "token_probabilities": list(t.token_probabilities),
+                "attention": np.array(t.attention, np.float32).reshape(
+                    len(t.target_pieces), len(t.source_pieces)).tolist(),
+                "score": t.score, "finished": t.finished} for t in r.translations]}
+
+
 def _labels(items: Any) -> list[dict[str, Any]]:
     return [{"index": t.index, "label": t.label, "probability": t.probability} for t in items]
 

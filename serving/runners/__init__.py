@@ -9,11 +9,13 @@ from serving.repository import verify_version
 from serving.runners.base import Runner
 from serving.runners.classifier import ClassifierRunner
 from serving.runners.tagger import TaggerRunner
+from serving.runners.translator import TranslatorRunner
 from serving.runtime.session import SessionConfig
 
 RUNNERS: dict[str, type[Runner]] = {
     ClassifierRunner.task: ClassifierRunner,
     TaggerRunner.task: TaggerRunner,
+    TranslatorRunner.task: TranslatorRunner,
 }
 
 
@@ -28,4 +30,5 @@ def load_runner(version_dir: Path, config: SessionConfig) -> Runner:
     return runner
 
 
-__all__ = ["RUNNERS", "ClassifierRunner", "Runner", "TaggerRunner", "load_runner"]
+__all__ = ["RUNNERS", "ClassifierRunner", "Runner", "TaggerRunner", "TranslatorRunner",
+           "load_runner"]

@@ -12,7 +12,7 @@ import numpy as np
 
 from serving import metrics
 from serving.errors import InvalidInput
-from serving.repository import Manifest
+from serving.repository import Manifest, TensorSpec
 from serving.runtime.session import SessionConfig, create_session
 
 
@@ -20,6 +20,8 @@ class Runner:
     """A loaded model version: its manifest and one onnxruntime session per graph."""
 
     task: ClassVar[str] = ""
+    # rows of different calls may share one run (false for models that decode whole batches)
+    batchable: ClassVar[bool] = True
 
     def __init__(self, manifest: Manifest, version_dir: Path, config: SessionConfig) -> None:
         self.manifest = manifest
@@ -45,6 +47,15 @@ class Runner:
 
     def warmup(self) -> None:
         """Run once on dummy input so the first real request does not pay for lazy init."""
+
+    @property
+    def output_specs(self) -> list[TensorSpec]:
+        """The tensors the Open Inference Protocol offers for this model."""
+        return self.manifest.outputs
+
+    def parse_options(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """Request parameters this model understands, as keyword arguments of infer()."""
+        return {}
 
     def infer(self, feeds: dict[str, np.ndarray],
               outputs: list[str] | None = None) -> dict[str, np.ndarray]:

@@ -64,13 +64,15 @@ class ServerContext:
         return result
 
     async def infer(self, context: grpc.aio.ServicerContext, runner: Runner,
-                    feeds: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+                    feeds: dict[str, np.ndarray], outputs: list[str],
+                    options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
         """Run a model on one call's tensors (through its dynamic batcher when batching is on),
         recorded in the runner's statistics."""
         rows = next(iter(feeds.values())).shape[0]
         batcher = self._batcher(runner)
-        if batcher is None:
-            results = await self.execute(context, runner, rows, runner.infer, feeds, outputs)
+        if batcher is None or options:
+            run = functools.partial(runner.infer, **(options or {}))
+            results = await self.execute(context, runner, rows, run, feeds, outputs)
         else:
             results = await self._recorded(context, runner, rows, batcher.submit, feeds)
         return {name: results[name] for name in outputs}
@@ -101,6 +103,8 @@ class ServerContext:
         return result
 
     def _batcher(self, runner: Runner) -> DynamicBatcher | None:
+        if not runner.batchable:
+            return None
         if runner.batcher is None:
             config = self.batching.for_model(runner.manifest.serving.get("dynamic_batching", {}))
             if not config.enabled:

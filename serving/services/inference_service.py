@@ -81,7 +81,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ModelMetadataResponse(
             name=m.name, versions=[str(v) for v in versions], platform=PLATFORM,
             inputs=[_tensor_metadata(t) for t in m.inputs],
-            outputs=[_tensor_metadata(t) for t in m.outputs])
+            outputs=[_tensor_metadata(t) for t in runner.output_specs])
 
     @grpc_errors
     async def ModelConfig(self, request: pb.ModelConfigRequest,
@@ -131,8 +131,12 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                          context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
         runner = await self._runner(request.model_name, request.model_version)
         feeds = self._inputs(request, runner.manifest)
-        wanted = _requested_outputs(request, runner.manifest)
-        results = await self.ctx.infer(context, runner, feeds, [name for name, _ in wanted])
+        wanted = _requested_outputs(request, runner)
+        options = runner.parse_options({k: getattr(v, v.WhichOneof("parameter_choice"))
+                                        for k, v in request.parameters.items()
+                                        if v.WhichOneof("parameter_choice")})
+        results = await self.ctx.infer(context, runner, feeds, [name for name, _ in wanted],
+                                       options)
         response = pb.ModelInferResponse(model_name=runner.name,
                                          model_version=str(runner.version), id=request.id)
         for name, k in wanted:
@@ -202,9 +206,10 @@ def _checked(array: np.ndarray, datatype: str, spec: TensorSpec) -> np.ndarray:
 
 
 def _requested_outputs(request: pb.ModelInferRequest,
-                       manifest: Manifest) -> list[tuple[str, int]]:
+                       runner: Runner) -> list[tuple[str, int]]:
     """(output name, classification k or 0) in the order the client asked for them."""
-    declared = [t.name for t in manifest.outputs]
+    manifest = runner.manifest
+    declared = [t.name for t in runner.output_specs]
     if not request.outputs:
         return [(name, 0) for name in declared]
     wanted = []

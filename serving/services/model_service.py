@@ -11,7 +11,7 @@ from serving.api.generated.smallserve.v1 import model_service_pb2 as pb
 from serving.api.generated.smallserve.v1 import model_service_pb2_grpc as pb_grpc
 from serving.errors import InvalidInput
 from serving.preprocess.tensors import check_batch_size, tensor_from_bytes
-from serving.runners import ClassifierRunner, Runner, TaggerRunner
+from serving.runners import ClassifierRunner, Runner, TaggerRunner, TranslatorRunner
 from serving.runners.image import ImageRunner, LabelProbability
 from serving.services.context import ServerContext, grpc_errors
 
@@ -72,6 +72,29 @@ class ModelService(pb_grpc.ModelServiceServicer):
                      for row, tags, top in zip(probs, runner.tags(probs, thresholds),
                                                runner.top_k(probs, request.top_k),
                                                strict=True)])
+
+    @grpc_errors
+    async def Translate(self, request: pb.TranslateRequest,
+                        context: grpc.aio.ServicerContext) -> pb.TranslateResponse:
+        runner = _expect(await self.ctx.runner(*_model_ref(request.model)), TranslatorRunner)
+        if request.beam_size < 0 or request.max_length < 0:
+            raise InvalidInput("beam_size and max_length must not be negative")
+        texts = []
+        for i, raw in enumerate(request.texts):
+            try:
+                texts.append(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise InvalidInput(f"text {i} is not valid UTF-8: {e}") from e
+        check_batch_size(len(texts), self.ctx.limits.max_batch_size)
+        results = await self.ctx.execute(context, runner, len(texts), runner.translate, texts,
+                                         request.beam_size, request.max_length)
+        return pb.TranslateResponse(
+            model=pb.ModelRef(name=runner.name, version=runner.version),
+            translations=[pb.Translation(
+                text=r.text, source_pieces=r.source_pieces, target_pieces=r.target_pieces,
+                token_probabilities=r.token_probabilities,
+                attention=r.attention.ravel().tolist(), score=r.score, finished=r.finished)
+                for r in results])
 
     async def _probabilities(self, runner: ImageRunner,
                              request: pb.ClassifyRequest | pb.TagRequest,

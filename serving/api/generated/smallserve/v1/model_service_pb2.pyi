@@ -162,3 +162,41 @@ class TagResponse(_message.Message):
     results: _containers.RepeatedCompositeFieldContainer[TagResult]
     thresholds: _containers.RepeatedScalarFieldContainer[float]
     def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., results: _Optional[_Iterable[_Union[TagResult, _Mapping]]] = ..., thresholds: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class TranslateRequest(_message.Message):
+    __slots__ = ("model", "texts", "beam_size", "max_length")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    BEAM_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    model: ModelRef
+    texts: _containers.RepeatedScalarFieldContainer[bytes]
+    beam_size: int
+    max_length: int
+    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., texts: _Optional[_Iterable[bytes]] = ..., beam_size: _Optional[int] = ..., max_length: _Optional[int] = ...) -> None: ...
+
+class Translation(_message.Message):
+    __slots__ = ("text", "source_pieces", "target_pieces", "token_probabilities", "attention", "score", "finished")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_PIECES_FIELD_NUMBER: _ClassVar[int]
+    TARGET_PIECES_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    ATTENTION_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    source_pieces: _containers.RepeatedScalarFieldContainer[str]
+    target_pieces: _containers.RepeatedScalarFieldContainer[str]
+    token_probabilities: _containers.RepeatedScalarFieldContainer[float]
+    attention: _containers.RepeatedScalarFieldContainer[float]
+    score: float
+    finished: bool
+    def __init__(self, text: _Optional[str] = ..., source_pieces: _Optional[_Iterable[str]] = ..., target_pieces: _Optional[_Iterable[str]] = ..., token_probabilities: _Optional[_Iterable[float]] = ..., attention: _Optional[_Iterable[float]] = ..., score: _Optional[float] = ..., finished: bool = ...) -> None: ...
+
+class TranslateResponse(_message.Message):
+    __slots__ = ("model", "translations")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TRANSLATIONS_FIELD_NUMBER: _ClassVar[int]
+    model: ModelRef
+    translations: _containers.RepeatedCompositeFieldContainer[Translation]
+    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., translations: _Optional[_Iterable[_Union[Translation, _Mapping]]] = ...) -> None: ...

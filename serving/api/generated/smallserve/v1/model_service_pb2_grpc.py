@@ -55,6 +55,11 @@ class ModelServiceStub(object):
                 request_serializer=smallserve_dot_v1_dot_model__service__pb2.TagRequest.SerializeToString,
                 response_deserializer=smallserve_dot_v1_dot_model__service__pb2.TagResponse.FromString,
                 _registered_method=True)
+        self.Translate = channel.unary_unary(
+                '/smallserve.v1.ModelService/Translate',
+                request_serializer=smallserve_dot_v1_dot_model__service__pb2.TranslateRequest.SerializeToString,
+                response_deserializer=smallserve_dot_v1_dot_model__service__pb2.TranslateResponse.FromString,
+                _registered_method=True)
 
 
 class ModelServiceServicer(object):
@@ -89,6 +94,14 @@ class ModelServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Translate(self, request, context):
+        """Attention encoder-decoder translation: per sentence the translation, its pieces, the
+        probability of each generated piece and the attention of each over the source pieces.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +124,11 @@ def add_ModelServiceServicer_to_server(servicer, server):
                     servicer.Tag,
                     request_deserializer=smallserve_dot_v1_dot_model__service__pb2.TagRequest.FromString,
                     response_serializer=smallserve_dot_v1_dot_model__service__pb2.TagResponse.SerializeToString,
+            ),
+            'Translate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Translate,
+                    request_deserializer=smallserve_dot_v1_dot_model__service__pb2.TranslateRequest.FromString,
+                    response_serializer=smallserve_dot_v1_dot_model__service__pb2.TranslateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -221,6 +239,33 @@ class ModelService(object):
             '/smallserve.v1.ModelService/Tag',
             smallserve_dot_v1_dot_model__service__pb2.TagRequest.SerializeToString,
             smallserve_dot_v1_dot_model__service__pb2.TagResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Translate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/smallserve.v1.ModelService/Translate',
+            smallserve_dot_v1_dot_model__service__pb2.TranslateRequest.SerializeToString,
+            smallserve_dot_v1_dot_model__service__pb2.TranslateResponse.FromString,
             options,
             channel_credentials,
             insecure,

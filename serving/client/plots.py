@@ -1,0 +1,39 @@
+"""Attention pictures drawn with Pillow alone (no plotting library in the serving image)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+CELL = 28
+
+
+def attention_heatmap(attention: np.ndarray, rows: list[str], columns: list[str],
+                      path: Path) -> Path:
+    """A [rows, columns] attention matrix as a grey heatmap (white = 1) with its labels:
+    target pieces down the left, source pieces along the top."""
+    attention = np.asarray(attention, dtype=np.float32)
+    font = ImageFont.load_default()
+    left = 12 + max((int(font.getlength(r)) for r in rows), default=0)
+    top = 12 + max((int(font.getlength(c)) for c in columns), default=0)
+    image = Image.new("RGB", (left + CELL * len(columns) + 8, top + CELL * len(rows) + 8),
+                      "white")
+    draw = ImageDraw.Draw(image)
+    for i, label in enumerate(rows):
+        draw.text((4, top + i * CELL + CELL // 3), label, fill="black", font=font)
+    for j, label in enumerate(columns):
+        # column labels written vertically so long pieces do not overlap
+        text = Image.new("RGB", (int(font.getlength(label)) + 4, 14), "white")
+        ImageDraw.Draw(text).text((2, 1), label, fill="black", font=font)
+        image.paste(text.rotate(90, expand=True), (left + j * CELL + CELL // 3, 4))
+    for i in range(len(rows)):
+        for j in range(len(columns)):
+            shade = int(255 * (1 - float(np.clip(attention[i, j], 0, 1))))
+            x, y = left + j * CELL, top + i * CELL
+            draw.rectangle([x, y, x + CELL - 1, y + CELL - 1], fill=(shade, shade, shade),
+                           outline=(200, 200, 200))
+    path = Path(path)
+    image.save(path)
+    return path

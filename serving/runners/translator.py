@@ -1,0 +1,162 @@
+"""Attention encoder-decoder translation: SentencePiece in, beam or greedy search over the
+exported encoder and decoder step, translation with per-piece probabilities and attention out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sentencepiece as spm
+
+from serving.decoding import Hypothesis, beam_search, greedy_decode
+from serving.errors import InvalidInput
+from serving.repository import Manifest, TensorSpec
+from serving.runners.base import Runner
+from serving.runtime.session import SessionConfig
+
+DEFAULT_MAX_SOURCE_PIECES = 200
+
+
+@dataclass(frozen=True)
+class TranslationResult:
+    text: str
+    source_pieces: list[str]
+    target_pieces: list[str]
+    target_ids: list[int]
+    token_probabilities: list[float]
+    attention: np.ndarray  # [len(target_pieces), len(source_pieces)]
+    score: float
+    finished: bool
+
+
+class TranslatorRunner(Runner):
+    task = "translate"
+    batchable = False  # a call's sentences are decoded together; beams are rows already
+
+    def __init__(self, manifest: Manifest, version_dir: Path, config: SessionConfig) -> None:
+        super().__init__(manifest, version_dir, config)
+        tok = manifest.tokenizer
+        self.source_sp = spm.SentencePieceProcessor(
+            model_file=str(version_dir / tok["source_model"]))
+        self.target_sp = spm.SentencePieceProcessor(
+            model_file=str(version_dir / tok.get("target_model", tok["source_model"])))
+        self.pad_id, self.bos_id = int(tok["pad_id"]), int(tok["bos_id"])
+        self.eos_id = int(tok["eos_id"])
+        self.add_bos, self.add_eos = bool(tok.get("add_bos_to_source")), \
+            bool(tok.get("add_eos_to_source"))
+        dec = manifest.decoding
+        self.default_beam = int(dec.get("default_beam_size", 1))
+        self.length_penalty = float(dec.get("length_penalty", 0.0))
+        self.length_ratio = float(dec.get("max_length_ratio", 2.0))
+        self.length_offset = int(dec.get("max_length_offset", 10))
+        self.max_source_pieces = int(manifest.limits.get("max_source_pieces",
+                                                         DEFAULT_MAX_SOURCE_PIECES))
+
+    def warmup(self) -> None:
+        self.translate(["a"], beam_size=1, max_length=2)
+
+    @property
+    def output_specs(self) -> list[TensorSpec]:
+        return [TensorSpec("translation", "bytes", [-1]),
+                TensorSpec("token_ids", "int64", [-1, -1]),
+                TensorSpec("token_probabilities", "float32", [-1, -1]),
+                TensorSpec("attention", "float32", [-1, -1, -1]),
+                TensorSpec("target_lengths", "int32", [-1]),
+                TensorSpec("source_lengths", "int32", [-1])]
+
+    def parse_options(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        options = {}
+        for name in ("beam_size", "max_length"):
+            if name in parameters:
+                value = parameters[name]
+                if isinstance(value, bool) or not isinstance(value, int | str) or \
+                        not str(value).isdigit():
+                    raise InvalidInput(f"parameter {name} must be a non-negative integer")
+                options[name] = int(value)
+        return options
+
+    def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+        """Source ids [B, S] right-padded, lengths [B], and each sentence's pieces."""
+        ids = []
+        for i, text in enumerate(texts):
+            if not text.strip():
+                raise InvalidInput(f"text {i} is empty")
+            pieces = self.source_sp.encode(text, out_type=int)
+            pieces = [self.bos_id] * self.add_bos + pieces + [self.eos_id] * self.add_eos
+            if len(pieces) > self.max_source_pieces:
+                raise InvalidInput(f"text {i} has {len(pieces)} pieces; this model takes at "
+                                   f"most {self.max_source_pieces}")
+            ids.append(pieces)
+        lengths = np.array([len(p) for p in ids], np.int64)
+        batch = np.full((len(ids), int(lengths.max())), self.pad_id, np.int64)
+        for row, pieces in zip(batch, ids, strict=True):
+            row[:len(pieces)] = pieces
+        return batch, lengths, [[self.source_sp.id_to_piece(i) for i in p] for p in ids]
+
+    def translate(self, texts: list[str], beam_size: int = 0,
+                  max_length: int = 0) -> list[TranslationResult]:
+        if not texts:
+            raise InvalidInput("no text to translate")
+        beam_size = beam_size or self.default_beam
+        if beam_size > 64:
+            raise InvalidInput("beam_size is at most 64")
+        src_ids, lengths, source_pieces = self.encode(texts)
+        memory, state = self.sessions["encoder"].run(
+            ["memory", "state"], {"src_ids": src_ids, "src_lengths": lengths})
+        mask = np.arange(src_ids.shape[1])[None, :] < lengths[:, None]
+        limits = np.ceil(self.length_ratio * lengths + self.length_offset).astype(np.int64)
+        if max_length:
+            limits = np.minimum(limits, max_length)
+        if beam_size == 1:
+            hyps = greedy_decode(self._step, state, memory, mask, self.bos_id, self.eos_id,
+                                 limits)
+        else:
+            hyps = beam_search(self._step, state, memory, mask, self.bos_id, self.eos_id,
+                               limits, beam_size, self.length_penalty)
+        return [self._result(h, pieces) for h, pieces in zip(hyps, source_pieces, strict=True)]
+
+    def _step(self, prev: np.ndarray, state: np.ndarray, memory: np.ndarray,
+              mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        log_probs, new_state, attention = self.sessions["decoder_step"].run(
+            ["log_probs", "new_state", "attention"],
+            {"prev_ids": prev, "state": state, "memory": memory, "src_mask": mask})
+        return log_probs, new_state, attention
+
+    def _result(self, h: Hypothesis, source_pieces: list[str]) -> TranslationResult:
+        return TranslationResult(
+            text=self.target_sp.decode(h.tokens),
+            source_pieces=source_pieces,
+            target_pieces=[self.target_sp.id_to_piece(t) for t in h.tokens],
+            target_ids=list(h.tokens),
+            token_probabilities=np.exp(h.token_log_probs).tolist(),
+            attention=h.attention[:, :len(source_pieces)],
+            score=h.score, finished=h.finished)
+
+    def infer(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None,
+              beam_size: int = 0, max_length: int = 0) -> dict[str, np.ndarray]:
+        """The Open Inference Protocol view: BYTES text in, padded tensors out."""
+        texts = []
+        for i, raw in enumerate(feeds["text"].reshape(-1)):
+            try:
+                texts.append(bytes(raw).decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise InvalidInput(f"text {i} is not valid UTF-8: {e}") from e
+        results = self.translate(texts, beam_size, max_length)
+        n = len(results)
+        t = max((len(r.target_ids) for r in results), default=0)
+        s = max(len(r.source_pieces) for r in results)
+        out = {"translation": np.array([r.text.encode() for r in results], dtype=object),
+               "token_ids": np.full((n, t), -1, np.int64),
+               "token_probabilities": np.zeros((n, t), np.float32),
+               "attention": np.zeros((n, t, s), np.float32),
+               "target_lengths": np.array([len(r.target_ids) for r in results], np.int32),
+               "source_lengths": np.array([len(r.source_pieces) for r in results], np.int32)}
+        for i, r in enumerate(results):
+            k = len(r.target_ids)
+            out["token_ids"][i, :k] = r.target_ids
+            out["token_probabilities"][i, :k] = r.token_probabilities
+            out["attention"][i, :k, :r.attention.shape[1]] = r.attention
+        return {name: out[name] for name in (outputs or out)}
