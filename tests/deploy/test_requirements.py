@@ -19,7 +19,7 @@ SERVING = ROOT / "requirements-serving.txt"
 SERVING_GPU = ROOT / "requirements-serving-gpu.txt"
 TRAINER = ROOT / "requirements-trainer.txt"
 # in pyproject for training (or stub generation) only; a server image must not carry them
-TRAINING_ONLY = {"torch", "onnx", "onnxscript", "tqdm", "mlxtend", "sentencepiece", "grpcio-tools"}
+TRAINING_ONLY = {"torch", "onnx", "onnxscript", "tqdm", "mlxtend", "grpcio-tools"}
 
 
 def _pyproject() -> dict[str, Requirement]:
