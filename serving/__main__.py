@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 
 from serving.config import parse_config
@@ -20,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
         return supervise(argv, config)
     try:
         asyncio.run(serve(config))
+        # drained and stopped: a late second signal must not turn exit 0 into a kill
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     except OSError as e:
         logging.getLogger("serving").error("%s", e)
         return 1

@@ -40,7 +40,13 @@ def supervise(argv: list[str], config: ServerConfig) -> int:
     log.info("started %d workers on port %d: pids %s", len(workers), config.port,
              ", ".join(str(w.pid) for w in workers))
 
+    stopping = False
+
     def forward(signum: int, frame: object) -> None:
+        nonlocal stopping
+        if stopping:  # each worker is already draining; a second signal would cut that short
+            return
+        stopping = True
         for w in workers:
             if w.poll() is None:
                 w.send_signal(signum)
