@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from PIL import Image
 
 from serving.client.client import Client, ClientError
-from serving.client.plots import attention_heatmap
+from serving.client.plots import attention_heatmap, attention_overlay
 from serving.formats.idx import IdxError, read_idx
 
 
@@ -36,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--beam-size", type=int, default=0, help="0: the model's default; 1: greedy")
     tr.add_argument("--max-length", type=int, default=0, help="most target pieces (0: model's)")
     tr.add_argument("--plot", type=Path, help="draw the first sentence's attention to this PNG")
+    cap = sub.add_parser("caption", help="caption images; attention map of every word")
+    _image_options(cap)
+    cap.add_argument("--beam-size", type=int, default=0, help="0: the model's default; 1: greedy")
+    cap.add_argument("--max-length", type=int, default=0, help="most words (0: the model's)")
+    cap.add_argument("--plot", type=Path, help="overlay the first image's attention maps (PNG)")
     tag.add_argument("--threshold", type=float, default=0.0,
                      help="one threshold for every label (default: the model's tuned ones)")
     return p
@@ -105,6 +112,17 @@ def images_command(client: Client, args: argparse.Namespace) -> Any:
     else:
         inputs = {"images": [p.read_bytes() for p in args.images]}
         sources = [str(p) for p in args.images]
+    if args.command == "caption":
+        result = client.caption(args.model, beam_size=args.beam_size,
+                                max_length=args.max_length, version=args.version, **inputs)
+        if args.plot:
+            first = result["captions"][0]
+            image = Image.open(args.images[0]) if args.images else \
+                Image.fromarray(inputs["pixels"][0].astype(np.uint8))
+            attention_overlay(image, first["attention"], first["tokens"], args.plot)
+        for source, item in zip(sources, result["captions"], strict=True):
+            item["input"] = source
+        return result
     if args.command == "tag":
         result = client.tag(args.model, top_k=args.top_k, threshold=args.threshold,
                             version=args.version, **inputs)

@@ -74,6 +74,13 @@ class Client:
         request = messages.translate_request(model, texts, version, beam_size, max_length)
         return messages.translate_to_dict(self._call(self.stub.Translate, request))
 
+    def caption(self, model: str, pixels: np.ndarray | None = None,
+                images: list[bytes] | None = None, beam_size: int = 0, max_length: int = 0,
+                version: int = 0) -> dict[str, Any]:
+        request = messages.caption_request(model, version, pixels, images, beam_size,
+                                           max_length)
+        return messages.caption_to_dict(self._call(self.stub.Caption, request))
+
 
 class AsyncClient:
     """asyncio client with the same methods as Client."""
@@ -124,3 +131,10 @@ class AsyncClient:
                         max_length: int = 0, version: int = 0) -> dict[str, Any]:
         request = messages.translate_request(model, texts, version, beam_size, max_length)
         return messages.translate_to_dict(await self._call(self.stub.Translate, request))
+
+    async def caption(self, model: str, pixels: np.ndarray | None = None,
+                      images: list[bytes] | None = None, beam_size: int = 0,
+                      max_length: int = 0, version: int = 0) -> dict[str, Any]:
+        request = messages.caption_request(model, version, pixels, images, beam_size,
+                                           max_length)
+        return messages.caption_to_dict(await self._call(self.stub.Caption, request))

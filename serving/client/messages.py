@@ -91,6 +91,26 @@ def translate_to_dict(r: pb.TranslateResponse) -> dict[str, Any]:
                 "score": t.score, "finished": t.finished} for t in r.translations]}
 
 
+def caption_request(model: str, version: int = 0, pixels: np.ndarray | None = None,
+                    images: list[bytes] | None = None, beam_size: int = 0,
+                    max_length: int = 0) -> pb.CaptionRequest:
+    request = pb.CaptionRequest(model=pb.ModelRef(name=model, version=version),
+                                beam_size=beam_size, max_length=max_length)
+    return _with_images(request, pixels, images)
+
+
+def caption_to_dict(r: pb.CaptionResponse) -> dict[str, Any]:
+    grid = (r.grid_rows, r.grid_cols)
+    return {"model": r.model.name, "version": r.model.version, "grid": list(grid),
+            "image_size": [r.image_height, r.image_width],
+            "captions": [{
+                "text": c.text, "tokens": list(c.tokens),
+                "token_probabilities": list(c.token_probabilities),
+                "attention": np.array(c.attention, np.float32).reshape(
+                    len(c.tokens), *grid).tolist(),
+                "score": c.score, "finished": c.finished} for c in r.captions]}
+
+
 def _labels(items: Any) -> list[dict[str, Any]]:
     return [{"index": t.index, "label": t.label, "probability": t.probability} for t in items]
 

@@ -37,3 +37,24 @@ def attention_heatmap(attention: np.ndarray, rows: list[str], columns: list[str]
     path = Path(path)
     image.save(path)
     return path
+
+
+def attention_overlay(image: Image.Image, maps: np.ndarray, words: list[str],
+                      path: Path, size: int = 160) -> Path:
+    """One panel per word: the image with that word's attention map [rows, cols] laid over it
+    in red, the word underneath."""
+    font = ImageFont.load_default()
+    base = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+    strip = Image.new("RGB", (max(1, len(words)) * (size + 8), size + 24), "white")
+    for i, (word, grid) in enumerate(zip(words, np.asarray(maps, np.float32), strict=True)):
+        peak = float(grid.max()) or 1.0
+        heat = Image.fromarray(np.uint8(255 * grid / peak)).resize((size, size),
+                                                                    Image.Resampling.BILINEAR)
+        red = Image.new("RGB", (size, size), (255, 0, 0))
+        panel = Image.composite(red, base, heat.point(lambda v: int(v * 0.6)))
+        strip.paste(panel, (i * (size + 8), 0))
+        ImageDraw.Draw(strip).text((i * (size + 8) + 4, size + 6), word, fill="black",
+                                   font=font)
+    path = Path(path)
+    strip.save(path)
+    return path

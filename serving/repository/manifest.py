@@ -61,6 +61,7 @@ class Manifest:
     tokenizer: dict[str, Any] = field(default_factory=dict)  # sequence models: files and ids
     decoding: dict[str, Any] = field(default_factory=dict)  # beam size, length penalty, ...
     limits: dict[str, Any] = field(default_factory=dict)  # e.g. max_source_pieces
+    grid: dict[str, Any] = field(default_factory=dict)  # captioning: rows x cols of the memory
     created_at: str = ""
     format: int = FORMAT_VERSION
 
@@ -93,6 +94,7 @@ class Manifest:
             tokenizer=dict(d.get("tokenizer", {})),
             decoding=dict(d.get("decoding", {})),
             limits=dict(d.get("limits", {})),
+            grid=dict(d.get("grid", {})),
             created_at=str(d.get("created_at", "")),
             format=int(d.get("format", FORMAT_VERSION)),
         )
@@ -124,6 +126,8 @@ class Manifest:
             raise ManifestError(f"a {self.task} model needs encoder and decoder_step graphs")
         if self.task == "translate" and self.tokenizer.get("type") != "sentencepiece":
             raise ManifestError("a translate model needs a sentencepiece tokenizer")
+        if self.task == "caption" and not (self.grid.get("rows") and self.grid.get("cols")):
+            raise ManifestError("a caption model needs grid rows and cols")
         if self.task in ("classify", "tag") and not self.labels:
             raise ManifestError(f"a {self.task} model needs labels")
         if self.thresholds and (len(self.thresholds) != len(self.labels)

@@ -7,6 +7,7 @@ from pathlib import Path
 from serving.errors import ModelNotFound
 from serving.repository import verify_version
 from serving.runners.base import Runner
+from serving.runners.captioner import CaptionerRunner
 from serving.runners.classifier import ClassifierRunner
 from serving.runners.tagger import TaggerRunner
 from serving.runners.translator import TranslatorRunner
@@ -16,6 +17,7 @@ RUNNERS: dict[str, type[Runner]] = {
     ClassifierRunner.task: ClassifierRunner,
     TaggerRunner.task: TaggerRunner,
     TranslatorRunner.task: TranslatorRunner,
+    CaptionerRunner.task: CaptionerRunner,
 }
 
 
@@ -30,5 +32,5 @@ def load_runner(version_dir: Path, config: SessionConfig) -> Runner:
     return runner
 
 
-__all__ = ["RUNNERS", "ClassifierRunner", "Runner", "TaggerRunner", "TranslatorRunner",
-           "load_runner"]
+__all__ = ["RUNNERS", "CaptionerRunner", "ClassifierRunner", "Runner", "TaggerRunner",
+           "TranslatorRunner", "load_runner"]

@@ -49,6 +49,11 @@ class Runner:
         """Run once on dummy input so the first real request does not pay for lazy init."""
 
     @property
+    def input_specs(self) -> list[TensorSpec]:
+        """The tensors the Open Inference Protocol takes for this model."""
+        return self.manifest.inputs
+
+    @property
     def output_specs(self) -> list[TensorSpec]:
         """The tensors the Open Inference Protocol offers for this model."""
         return self.manifest.outputs

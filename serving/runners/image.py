@@ -8,6 +8,7 @@ import numpy as np
 
 from serving.preprocess.images import decode_images, image_geometry
 from serving.preprocess.tensors import image_batch
+from serving.repository import Manifest
 from serving.runners.base import Runner
 
 DEFAULT_TOP_K = 5
@@ -20,7 +21,11 @@ class LabelProbability:
     probability: float
 
 
-class ImageRunner(Runner):
+class ImageInput:
+    """Pixel tensors or encoded images -> the float32 [N, C, H, W] batch the manifest describes."""
+
+    manifest: Manifest
+
     @property
     def input_name(self) -> str:
         return self.manifest.inputs[0].name
@@ -34,6 +39,10 @@ class ImageRunner(Runner):
 
     def pixels_from_images(self, encoded: list[bytes]) -> np.ndarray:
         return decode_images(encoded, self.manifest.preprocessing)
+
+
+class ImageRunner(ImageInput, Runner):
+    """Images in, one score per label out (classifiers and taggers)."""
 
     def warmup(self) -> None:
         self.probabilities(np.zeros((1, *self.chw), dtype=np.float32))

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import sentencepiece as spm
 
-from serving.decoding import Hypothesis, beam_search, greedy_decode
+from serving.decoding import Hypothesis
 from serving.errors import InvalidInput
 from serving.repository import Manifest, TensorSpec
-from serving.runners.base import Runner
+from serving.runners.sequence import SequenceRunner, parse_search_options
 from serving.runtime.session import SessionConfig
 
 DEFAULT_MAX_SOURCE_PIECES = 200
@@ -32,9 +32,8 @@ class TranslationResult:
     finished: bool
 
 
-class TranslatorRunner(Runner):
+class TranslatorRunner(SequenceRunner):
     task = "translate"
-    batchable = False  # a call's sentences are decoded together; beams are rows already
 
     def __init__(self, manifest: Manifest, version_dir: Path, config: SessionConfig) -> None:
         super().__init__(manifest, version_dir, config)
@@ -48,8 +47,6 @@ class TranslatorRunner(Runner):
         self.add_bos, self.add_eos = bool(tok.get("add_bos_to_source")), \
             bool(tok.get("add_eos_to_source"))
         dec = manifest.decoding
-        self.default_beam = int(dec.get("default_beam_size", 1))
-        self.length_penalty = float(dec.get("length_penalty", 0.0))
         self.length_ratio = float(dec.get("max_length_ratio", 2.0))
         self.length_offset = int(dec.get("max_length_offset", 10))
         self.max_source_pieces = int(manifest.limits.get("max_source_pieces",
@@ -68,15 +65,7 @@ class TranslatorRunner(Runner):
                 TensorSpec("source_lengths", "int32", [-1])]
 
     def parse_options(self, parameters: dict[str, Any]) -> dict[str, Any]:
-        options = {}
-        for name in ("beam_size", "max_length"):
-            if name in parameters:
-                value = parameters[name]
-                if isinstance(value, bool) or not isinstance(value, int | str) or \
-                        not str(value).isdigit():
-                    raise InvalidInput(f"parameter {name} must be a non-negative integer")
-                options[name] = int(value)
-        return options
+        return parse_search_options(parameters)
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
         """Source ids [B, S] right-padded, lengths [B], and each sentence's pieces."""
@@ -100,9 +89,6 @@ class TranslatorRunner(Runner):
                   max_length: int = 0) -> list[TranslationResult]:
         if not texts:
             raise InvalidInput("no text to translate")
-        beam_size = beam_size or self.default_beam
-        if beam_size > 64:
-            raise InvalidInput("beam_size is at most 64")
         src_ids, lengths, source_pieces = self.encode(texts)
         memory, state = self.sessions["encoder"].run(
             ["memory", "state"], {"src_ids": src_ids, "src_lengths": lengths})
@@ -110,20 +96,8 @@ class TranslatorRunner(Runner):
         limits = np.ceil(self.length_ratio * lengths + self.length_offset).astype(np.int64)
         if max_length:
             limits = np.minimum(limits, max_length)
-        if beam_size == 1:
-            hyps = greedy_decode(self._step, state, memory, mask, self.bos_id, self.eos_id,
-                                 limits)
-        else:
-            hyps = beam_search(self._step, state, memory, mask, self.bos_id, self.eos_id,
-                               limits, beam_size, self.length_penalty)
+        hyps = self.search(state, memory, mask, limits, beam_size, self.bos_id, self.eos_id)
         return [self._result(h, pieces) for h, pieces in zip(hyps, source_pieces, strict=True)]
-
-    def _step(self, prev: np.ndarray, state: np.ndarray, memory: np.ndarray,
-              mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        log_probs, new_state, attention = self.sessions["decoder_step"].run(
-            ["log_probs", "new_state", "attention"],
-            {"prev_ids": prev, "state": state, "memory": memory, "src_mask": mask})
-        return log_probs, new_state, attention
 
     def _result(self, h: Hypothesis, source_pieces: list[str]) -> TranslationResult:
         return TranslationResult(

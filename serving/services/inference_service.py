@@ -80,7 +80,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         versions = sorted(loaded.runners) if loaded else [m.version]
         return pb.ModelMetadataResponse(
             name=m.name, versions=[str(v) for v in versions], platform=PLATFORM,
-            inputs=[_tensor_metadata(t) for t in m.inputs],
+            inputs=[_tensor_metadata(t) for t in runner.input_specs],
             outputs=[_tensor_metadata(t) for t in runner.output_specs])
 
     @grpc_errors
@@ -130,7 +130,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request: pb.ModelInferRequest,
                          context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
         runner = await self._runner(request.model_name, request.model_version)
-        feeds = self._inputs(request, runner.manifest)
+        feeds = self._inputs(request, runner)
         wanted = _requested_outputs(request, runner)
         options = runner.parse_options({k: getattr(v, v.WhichOneof("parameter_choice"))
                                         for k, v in request.parameters.items()
@@ -154,12 +154,13 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             raise InvalidInput("a model name is required")
         return await self.ctx.runner(name, _version(version))
 
-    def _inputs(self, request: pb.ModelInferRequest, manifest: Manifest) -> dict[str, np.ndarray]:
+    def _inputs(self, request: pb.ModelInferRequest, runner: Runner) -> dict[str, np.ndarray]:
+        manifest = runner.manifest
         raw = list(request.raw_input_contents)
         if raw and len(raw) != len(request.inputs):
             raise InvalidInput(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs; "
                                "send one per input or none")
-        specs = {t.name: t for t in manifest.inputs}
+        specs = {t.name: t for t in runner.input_specs}
         feeds: dict[str, np.ndarray] = {}
         for i, tensor in enumerate(request.inputs):
             if tensor.name not in specs:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -11,8 +11,14 @@ from serving.api.generated.smallserve.v1 import model_service_pb2 as pb
 from serving.api.generated.smallserve.v1 import model_service_pb2_grpc as pb_grpc
 from serving.errors import InvalidInput
 from serving.preprocess.tensors import check_batch_size, tensor_from_bytes
-from serving.runners import ClassifierRunner, Runner, TaggerRunner, TranslatorRunner
-from serving.runners.image import ImageRunner, LabelProbability
+from serving.runners import (
+    CaptionerRunner,
+    ClassifierRunner,
+    Runner,
+    TaggerRunner,
+    TranslatorRunner,
+)
+from serving.runners.image import ImageInput, ImageRunner, LabelProbability
 from serving.services.context import ServerContext, grpc_errors
 
 PROTO_DTYPES = {pb.FLOAT32: np.dtype(np.float32), pb.UINT8: np.dtype(np.uint8)}
@@ -96,12 +102,38 @@ class ModelService(pb_grpc.ModelServiceServicer):
                 attention=r.attention.ravel().tolist(), score=r.score, finished=r.finished)
                 for r in results])
 
+    @grpc_errors
+    async def Caption(self, request: pb.CaptionRequest,
+                      context: grpc.aio.ServicerContext) -> pb.CaptionResponse:
+        runner = _expect(await self.ctx.runner(*_model_ref(request.model)), CaptionerRunner)
+        if request.beam_size < 0 or request.max_length < 0:
+            raise InvalidInput("beam_size and max_length must not be negative")
+        pixels = await self._pixels(runner, request, context)
+        results = await self.ctx.execute(context, runner, len(pixels), runner.caption, pixels,
+                                         request.beam_size, request.max_length)
+        _, height, width = runner.chw
+        return pb.CaptionResponse(
+            model=pb.ModelRef(name=runner.name, version=runner.version),
+            grid_rows=runner.grid[0], grid_cols=runner.grid[1], image_height=height,
+            image_width=width,
+            captions=[pb.CaptionResult(
+                text=r.text, tokens=r.tokens, token_probabilities=r.token_probabilities,
+                attention=r.attention.ravel().tolist(), score=r.score, finished=r.finished)
+                for r in results])
+
     async def _probabilities(self, runner: ImageRunner,
                              request: pb.ClassifyRequest | pb.TagRequest,
                              context: grpc.aio.ServicerContext) -> np.ndarray:
-        """Check and decode the request's image batch, then run the model on it."""
         if request.top_k < 0:
             raise InvalidInput("top_k must not be negative")
+        pixels = await self._pixels(runner, request, context)
+        results = await self.ctx.infer(context, runner, {runner.input_name: pixels},
+                                       ["probabilities"])
+        return results["probabilities"]
+
+    async def _pixels(self, runner: ImageInput, request: Any,
+                      context: grpc.aio.ServicerContext) -> np.ndarray:
+        """Check and decode the request's image batch: a pixel tensor or encoded images."""
         has_pixels, has_images = request.HasField("pixels"), len(request.images) > 0
         if has_pixels == has_images:
             raise InvalidInput("set exactly one of pixels or images")
@@ -109,12 +141,8 @@ class ModelService(pb_grpc.ModelServiceServicer):
             len(request.images)
         check_batch_size(n, self.ctx.limits.max_batch_size)
         if has_pixels:
-            pixels = runner.pixels_from_array(_tensor(request.pixels, "pixels"))
-        else:
-            pixels = await self.ctx.run(context, runner.pixels_from_images, list(request.images))
-        results = await self.ctx.infer(context, runner, {runner.input_name: pixels},
-                                       ["probabilities"])
-        return results["probabilities"]
+            return runner.pixels_from_array(_tensor(request.pixels, "pixels"))
+        return await self.ctx.run(context, runner.pixels_from_images, list(request.images))
 
 
 def _labels(items: list[LabelProbability]) -> list[pb.LabelProbability]:

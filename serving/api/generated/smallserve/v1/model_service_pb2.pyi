@@ -200,3 +200,49 @@ class TranslateResponse(_message.Message):
     model: ModelRef
     translations: _containers.RepeatedCompositeFieldContainer[Translation]
     def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., translations: _Optional[_Iterable[_Union[Translation, _Mapping]]] = ...) -> None: ...
+
+class CaptionRequest(_message.Message):
+    __slots__ = ("model", "pixels", "images", "beam_size", "max_length")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PIXELS_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    BEAM_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    model: ModelRef
+    pixels: Tensor
+    images: _containers.RepeatedScalarFieldContainer[bytes]
+    beam_size: int
+    max_length: int
+    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., pixels: _Optional[_Union[Tensor, _Mapping]] = ..., images: _Optional[_Iterable[bytes]] = ..., beam_size: _Optional[int] = ..., max_length: _Optional[int] = ...) -> None: ...
+
+class CaptionResult(_message.Message):
+    __slots__ = ("text", "tokens", "token_probabilities", "attention", "score", "finished")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    ATTENTION_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    tokens: _containers.RepeatedScalarFieldContainer[str]
+    token_probabilities: _containers.RepeatedScalarFieldContainer[float]
+    attention: _containers.RepeatedScalarFieldContainer[float]
+    score: float
+    finished: bool
+    def __init__(self, text: _Optional[str] = ..., tokens: _Optional[_Iterable[str]] = ..., token_probabilities: _Optional[_Iterable[float]] = ..., attention: _Optional[_Iterable[float]] = ..., score: _Optional[float] = ..., finished: bool = ...) -> None: ...
+
+class CaptionResponse(_message.Message):
+    __slots__ = ("model", "captions", "grid_rows", "grid_cols", "image_height", "image_width")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CAPTIONS_FIELD_NUMBER: _ClassVar[int]
+    GRID_ROWS_FIELD_NUMBER: _ClassVar[int]
+    GRID_COLS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    model: ModelRef
+    captions: _containers.RepeatedCompositeFieldContainer[CaptionResult]
+    grid_rows: int
+    grid_cols: int
+    image_height: int
+    image_width: int
+    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., captions: _Optional[_Iterable[_Union[CaptionResult, _Mapping]]] = ..., grid_rows: _Optional[int] = ..., grid_cols: _Optional[int] = ..., image_height: _Optional[int] = ..., image_width: _Optional[int] = ...) -> None: ...

@@ -60,6 +60,11 @@ class ModelServiceStub(object):
                 request_serializer=smallserve_dot_v1_dot_model__service__pb2.TranslateRequest.SerializeToString,
                 response_deserializer=smallserve_dot_v1_dot_model__service__pb2.TranslateResponse.FromString,
                 _registered_method=True)
+        self.Caption = channel.unary_unary(
+                '/smallserve.v1.ModelService/Caption',
+                request_serializer=smallserve_dot_v1_dot_model__service__pb2.CaptionRequest.SerializeToString,
+                response_deserializer=smallserve_dot_v1_dot_model__service__pb2.CaptionResponse.FromString,
+                _registered_method=True)
 
 
 class ModelServiceServicer(object):
@@ -102,6 +107,14 @@ class ModelServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Caption(self, request, context):
+        """Attention image captioning: per image the caption, its words, the probability of each and
+        the attention map of each over the encoder's grid of image regions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -129,6 +142,11 @@ def add_ModelServiceServicer_to_server(servicer, server):
                     servicer.Translate,
                     request_deserializer=smallserve_dot_v1_dot_model__service__pb2.TranslateRequest.FromString,
                     response_serializer=smallserve_dot_v1_dot_model__service__pb2.TranslateResponse.SerializeToString,
+            ),
+            'Caption': grpc.unary_unary_rpc_method_handler(
+                    servicer.Caption,
+                    request_deserializer=smallserve_dot_v1_dot_model__service__pb2.CaptionRequest.FromString,
+                    response_serializer=smallserve_dot_v1_dot_model__service__pb2.CaptionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +284,33 @@ class ModelService(object):
             '/smallserve.v1.ModelService/Translate',
             smallserve_dot_v1_dot_model__service__pb2.TranslateRequest.SerializeToString,
             smallserve_dot_v1_dot_model__service__pb2.TranslateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Caption(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/smallserve.v1.ModelService/Caption',
+            smallserve_dot_v1_dot_model__service__pb2.CaptionRequest.SerializeToString,
+            smallserve_dot_v1_dot_model__service__pb2.CaptionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,98 @@
+"""Attention image captioning: images in, words out, with each word's attention over the
+encoder's feature grid (rows x cols of image regions)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from serving.errors import InvalidInput
+from serving.repository import Manifest, TensorSpec
+from serving.runners.image import ImageInput
+from serving.runners.sequence import SequenceRunner, parse_search_options
+from serving.runtime.session import SessionConfig
+
+DEFAULT_MAX_LENGTH = 20
+
+
+@dataclass(frozen=True)
+class CaptionResult:
+    text: str
+    tokens: list[str]
+    token_ids: list[int]
+    token_probabilities: list[float]
+    attention: np.ndarray  # [len(tokens), grid rows, grid cols]
+    score: float
+    finished: bool
+
+
+class CaptionerRunner(ImageInput, SequenceRunner):
+    task = "caption"
+
+    def __init__(self, manifest: Manifest, version_dir: Path, config: SessionConfig) -> None:
+        super().__init__(manifest, version_dir, config)
+        tok = manifest.tokenizer
+        self.vocab = (version_dir / tok["vocab_file"]).read_text(encoding="utf-8").splitlines()
+        self.bos_id, self.eos_id = int(tok["bos_id"]), int(tok["eos_id"])
+        self.join = str(tok.get("join", " "))
+        self.grid = (int(manifest.grid["rows"]), int(manifest.grid["cols"]))
+        self.max_length = int(manifest.decoding.get("max_length", DEFAULT_MAX_LENGTH))
+
+    def warmup(self) -> None:
+        self.caption(np.zeros((1, *self.chw), np.float32), beam_size=1, max_length=2)
+
+    @property
+    def input_specs(self) -> list[TensorSpec]:
+        return [TensorSpec("image", "bytes", [-1])]  # encoded PNG/JPEG, one per element
+
+    @property
+    def output_specs(self) -> list[TensorSpec]:
+        rows, cols = self.grid
+        return [TensorSpec("caption", "bytes", [-1]),
+                TensorSpec("token_ids", "int64", [-1, -1]),
+                TensorSpec("token_probabilities", "float32", [-1, -1]),
+                TensorSpec("attention", "float32", [-1, -1, rows, cols]),
+                TensorSpec("caption_lengths", "int32", [-1])]
+
+    def parse_options(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        return parse_search_options(parameters)
+
+    def caption(self, pixels: np.ndarray, beam_size: int = 0,
+                max_length: int = 0) -> list[CaptionResult]:
+        memory, state = self.sessions["encoder"].run(["memory", "state"],
+                                                     {self.input_name: pixels})
+        mask = np.ones(memory.shape[:2], bool)
+        limits = np.full(len(pixels), max_length or self.max_length, np.int64)
+        hyps = self.search(state, memory, mask, limits, beam_size, self.bos_id, self.eos_id)
+        results = []
+        for h in hyps:
+            words = [self.vocab[t] if t < len(self.vocab) else "<unk>" for t in h.tokens]
+            results.append(CaptionResult(
+                text=self.join.join(words), tokens=words, token_ids=list(h.tokens),
+                token_probabilities=np.exp(h.token_log_probs).tolist(),
+                attention=h.attention.reshape(len(h.tokens), *self.grid),
+                score=h.score, finished=h.finished))
+        return results
+
+    def infer(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None,
+              beam_size: int = 0, max_length: int = 0) -> dict[str, np.ndarray]:
+        """The Open Inference Protocol view: encoded images in, padded tensors out."""
+        images = [bytes(x) for x in feeds["image"].reshape(-1)]
+        if not images:
+            raise InvalidInput("no image to caption")
+        results = self.caption(self.pixels_from_images(images), beam_size, max_length)
+        n, t = len(results), max((len(r.token_ids) for r in results), default=0)
+        out = {"caption": np.array([r.text.encode() for r in results], dtype=object),
+               "token_ids": np.full((n, t), -1, np.int64),
+               "token_probabilities": np.zeros((n, t), np.float32),
+               "attention": np.zeros((n, t, *self.grid), np.float32),
+               "caption_lengths": np.array([len(r.token_ids) for r in results], np.int32)}
+        for i, r in enumerate(results):
+            k = len(r.token_ids)
+            out["token_ids"][i, :k] = r.token_ids
+            out["token_probabilities"][i, :k] = r.token_probabilities
+            out["attention"][i, :k] = r.attention
+        return {name: out[name] for name in (outputs or out)}

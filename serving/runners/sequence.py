@@ -1,0 +1,56 @@
+"""What translation and captioning share: an encoder, one decoder step, and search over it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from serving.decoding import Hypothesis, beam_search, greedy_decode
+from serving.errors import InvalidInput
+from serving.repository import Manifest
+from serving.runners.base import Runner
+from serving.runtime.session import SessionConfig
+
+MAX_BEAM_SIZE = 64
+
+
+class SequenceRunner(Runner):
+    batchable = False  # a call's inputs are decoded together; beams are rows already
+
+    def __init__(self, manifest: Manifest, version_dir: Path, config: SessionConfig) -> None:
+        super().__init__(manifest, version_dir, config)
+        dec = manifest.decoding
+        self.default_beam = int(dec.get("default_beam_size", 1))
+        self.length_penalty = float(dec.get("length_penalty", 0.0))
+
+    def search(self, state: np.ndarray, memory: np.ndarray, mask: np.ndarray,
+               max_lengths: np.ndarray, beam_size: int, bos_id: int,
+               eos_id: int) -> list[Hypothesis]:
+        beam_size = beam_size or self.default_beam
+        if beam_size > MAX_BEAM_SIZE:
+            raise InvalidInput(f"beam_size is at most {MAX_BEAM_SIZE}")
+        if beam_size == 1:
+            return greedy_decode(self.step, state, memory, mask, bos_id, eos_id, max_lengths)
+        return beam_search(self.step, state, memory, mask, bos_id, eos_id, max_lengths,
+                           beam_size, self.length_penalty)
+
+    def step(self, prev: np.ndarray, state: np.ndarray, memory: np.ndarray,
+             mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        log_probs, new_state, attention = self.sessions["decoder_step"].run(
+            ["log_probs", "new_state", "attention"],
+            {"prev_ids": prev, "state": state, "memory": memory, "src_mask": mask})
+        return log_probs, new_state, attention
+
+
+def parse_search_options(parameters: dict[str, object]) -> dict[str, int]:
+    """beam_size / max_length request parameters of the Open Inference Protocol."""
+    options = {}
+    for name in ("beam_size", "max_length"):
+        if name in parameters:
+            value = parameters[name]
+            if isinstance(value, bool) or not isinstance(value, int | str) or \
+                    not str(value).isdigit():
+                raise InvalidInput(f"parameter {name} must be a non-negative integer")
+            options[name] = int(value)
+    return options
