@@ -64,6 +64,8 @@ class Manifest:
     grid: dict[str, Any] = field(default_factory=dict)  # captioning: rows x cols of the memory
     created_at: str = ""
     format: int = FORMAT_VERSION
+    # keys this server does not interpret (e.g. quantization reports) travel through unchanged
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Manifest:
@@ -97,6 +99,7 @@ class Manifest:
             grid=dict(d.get("grid", {})),
             created_at=str(d.get("created_at", "")),
             format=int(d.get("format", FORMAT_VERSION)),
+            extra={k: v for k, v in d.items() if k not in cls.__dataclass_fields__},
         )
         m.validate()
         return m
@@ -147,7 +150,9 @@ class Manifest:
         raise ManifestError(f"manifest declares no output named {name!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        extra = data.pop("extra")
+        return {**data, **extra}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"

@@ -131,3 +131,10 @@ def test_triton_config(tmp_path):
     two_graphs = Manifest.from_dict({**classifier_manifest(), "name": "s",
                                      "graphs": {"encoder": "e.onnx", "decoder": "d.onnx"}})
     assert render_triton_config(two_graphs) is None
+
+
+def test_unknown_manifest_keys_travel_through(tmp_path):
+    data = {**classifier_manifest(), "name": "m", "quantization": {"type": "int8-dynamic"}}
+    manifest = Manifest.from_dict(data)
+    assert manifest.to_dict()["quantization"] == {"type": "int8-dynamic"}
+    assert "extra" not in manifest.to_dict()

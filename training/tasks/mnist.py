@@ -31,6 +31,7 @@ from training.export.classifier_graph import (
 )
 from training.export.onnx_export import export_onnx
 from training.export.parity import check_parity
+from training.export.quantize import compare, quantize_int8
 from training.loop import StepOutput, TrainConfig, TrainResult, fit
 from training.losses import cross_entropy
 from training.metrics import format_confusion_matrix
@@ -83,6 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="train on the first N training images only (quick runs)")
     data.add_argument("--no-calibrate", action="store_true",
                       help="skip temperature scaling (T = 1)")
+    data.add_argument("--quantize", choices=["none", "int8"], default="none",
+                      help="publish the INT8 dynamically quantised graph, with its accuracy "
+                           "and speed against the float graph in the manifest")
 
 
 def _int_list(text: str) -> list[int]:
@@ -139,11 +143,16 @@ def run(args: argparse.Namespace) -> int:
                     {INPUT_NAME: {0: "batch"}})
         parity = check_parity(graph, onnx_path, parity_batches(test_images),
                               tolerance=args.parity_tolerance)
+        quantization = None
+        if args.quantize == "int8":
+            quantization = quantize_in_place(onnx_path, data.test, test_images)
         # the published figures come from the staged file itself, as the server will run it
         test_metrics = evaluate_classifier(onnx_path, data.test)
         val_metrics = evaluate_classifier(onnx_path, data.validation)
         manifest = build_manifest(args, data, train, mean, std, temperature, result, parity,
                                   test_metrics, val_metrics, time.perf_counter() - started)
+        if quantization is not None:
+            manifest["quantization"] = quantization
         version, _ = writer.commit(manifest)
 
     m = manifest["metrics"]
@@ -157,9 +166,25 @@ def run(args: argparse.Namespace) -> int:
     print(f"validation accuracy {m['validation_accuracy']:.4f}; best epoch "
           f"{result.best_epoch}/{result.epochs_run}; parity max |diff| "
           f"{parity.max_abs_diff:.2e}")
+    if quantization is not None:
+        print(f"int8: test accuracy {quantization['int8_score']:.4f} vs float "
+              f"{quantization['float_score']:.4f}; batch 1 {quantization['speedup_batch1']}x, "
+              f"batch {quantization['batch']} {quantization['speedup_batch']}x the float speed")
     print("confusion matrix (rows: true class, columns: predicted):")
     print(format_confusion_matrix(m["confusion_matrix"], data.class_names))
     return 0
+
+
+def quantize_in_place(onnx_path: Path, test: Split, test_images: np.ndarray) -> dict[str, Any]:
+    """Replace the staged float graph by its INT8 version; report both side by side."""
+    float_path = onnx_path.with_name("float.onnx.tmp")
+    onnx_path.rename(float_path)
+    quantize_int8(float_path, onnx_path)
+    feeds = {INPUT_NAME: test_images[:256].astype(np.float32)}
+    report = compare(float_path, onnx_path, feeds,
+                     lambda path: evaluate_classifier(path, test)["accuracy"])
+    float_path.unlink()  # one graph is served: the quantised one
+    return report
 
 
 def train_classifier(model: nn.Module, train: Split, validation: Split,
