@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from training.tasks import mnist
+from training.tasks import caption, mnist
 
 TASKS: dict[str, ModuleType] = {
     "mnist": mnist,
+    "caption": caption,
 }

@@ -1,0 +1,195 @@
+"""The two served graphs of a captioner and their parity gate.
+
+encoder.onnx       pixels [B, C, H, W] raw 0..255   -> memory [B, cells, F], state [B, D]
+decoder_step.onnx  prev_ids [B] int64, state [B, D], memory [B, cells, F], src_mask [B, cells]
+                   -> log_probs [B, V], new_state [B, D], attention [B, cells]
+
+Normalisation is inside the encoder graph, log_softmax inside the step, so the server only
+resizes and searches. Parity compares every output of both graphs at several batch sizes, then
+decodes held-out images greedily through onnxruntime and through PyTorch (the same search code,
+serving.decoding, over each step) and requires identical tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from serving.decoding import Hypothesis, StepFn, beam_search, greedy_decode
+from training.export.onnx_export import export_onnx
+from training.export.parity import PROVIDER, ParityError, ParityReport, check_parity
+from training.models.captioner import Captioner
+
+ENCODER_FILE, DECODER_FILE = "encoder.onnx", "decoder_step.onnx"
+ENCODER_INPUTS, ENCODER_OUTPUTS = ("pixels",), ("memory", "state")
+STEP_INPUTS = ("prev_ids", "state", "memory", "src_mask")
+STEP_OUTPUTS = ("log_probs", "new_state", "attention")
+PARITY_TOLERANCE = 1e-5
+
+
+class EncoderGraph(nn.Module):
+    def __init__(self, model: Captioner, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        return (pixels / 255.0 - self.mean) / self.std
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.encode(self.normalise(pixels))
+
+
+class DecoderStepGraph(nn.Module):
+    def __init__(self, model: Captioner) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, prev_ids: torch.Tensor, state: torch.Tensor, memory: torch.Tensor,
+                src_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits, new_state, attention = self.model.step(prev_ids, state, memory, src_mask)
+        return torch.log_softmax(logits, dim=-1), new_state, attention
+
+
+def export_caption_graphs(encoder: EncoderGraph, folder: Path) -> tuple[Path, Path]:
+    model = encoder.model.eval()
+    c = encoder.mean.shape[1]
+    h, w = model.encoder.image_size
+    pixels = torch.zeros((2, c, h, w))  # batch 2: a traced batch of 1 would be frozen
+    memory, state = encoder(pixels)
+    enc = export_onnx(encoder, (pixels,), folder / ENCODER_FILE, ENCODER_INPUTS,
+                      ENCODER_OUTPUTS, {"pixels": {0: "batch"}})
+    batch = {0: "batch"}
+    step_inputs = (torch.ones(2, dtype=torch.int64), state, memory,
+                   torch.ones(memory.shape[:2], dtype=torch.bool))
+    dec = export_onnx(DecoderStepGraph(model), step_inputs, folder / DECODER_FILE, STEP_INPUTS,
+                      STEP_OUTPUTS, {"prev_ids": batch, "state": batch, "memory": batch,
+                                     "src_mask": batch})
+    return enc, dec
+
+
+def torch_step(model: Captioner) -> StepFn:
+    """The PyTorch decoder step as a numpy StepFn, for the search code shared with serving."""
+    graph = DecoderStepGraph(model).eval()
+
+    @torch.no_grad()
+    def step(prev: np.ndarray, state: np.ndarray, memory: np.ndarray,
+             mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out = graph(*(torch.from_numpy(np.ascontiguousarray(a))
+                      for a in (prev, state, memory, mask)))
+        return tuple(o.numpy() for o in out)  # type: ignore[return-value]
+
+    return step
+
+
+class OnnxCaptioner:
+    """The exported pair run as the server runs it: encoder once, search over the step."""
+
+    def __init__(self, folder: Path, provider: str = PROVIDER) -> None:
+        self.encoder = ort.InferenceSession(str(folder / ENCODER_FILE), providers=[provider])
+        self.decoder = ort.InferenceSession(str(folder / DECODER_FILE), providers=[provider])
+
+    def encode(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        memory, state = self.encoder.run(list(ENCODER_OUTPUTS), {"pixels": pixels})
+        return memory, state
+
+    def step(self, prev: np.ndarray, state: np.ndarray, memory: np.ndarray,
+             mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        log_probs, new_state, attention = self.decoder.run(
+            list(STEP_OUTPUTS),
+            {"prev_ids": prev, "state": state, "memory": memory, "src_mask": mask})
+        return log_probs, new_state, attention
+
+    def decode(self, images: np.ndarray, bos_id: int, eos_id: int, max_length: int,
+               beam_size: int = 1, length_penalty: float = 0.0,
+               batch_size: int = 256) -> list[Hypothesis]:
+        """uint8 or float images (N, C, H, W) at the graph's size -> one hypothesis each."""
+        out: list[Hypothesis] = []
+        for start in range(0, len(images), batch_size):
+            pixels = images[start:start + batch_size].astype(np.float32)
+            memory, state = self.encode(pixels)
+            out += search(self.step, state, memory, bos_id, eos_id, max_length, beam_size,
+                          length_penalty)
+        return out
+
+
+def search(step: StepFn, state: np.ndarray, memory: np.ndarray, bos_id: int, eos_id: int,
+           max_length: int, beam_size: int = 1,
+           length_penalty: float = 0.0) -> list[Hypothesis]:
+    mask = np.ones(memory.shape[:2], bool)  # images have no padding: every cell may be seen
+    limits = np.full(len(state), max_length, np.int64)
+    if beam_size == 1:
+        return greedy_decode(step, state, memory, mask, bos_id, eos_id, limits)
+    return beam_search(step, state, memory, mask, bos_id, eos_id, limits, beam_size,
+                       length_penalty)
+
+
+@dataclass
+class CaptionParity:
+    encoder: ParityReport
+    decoder_step: ParityReport
+    greedy_images: int
+    greedy_mismatches: int
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max(self.encoder.max_abs_diff, self.decoder_step.max_abs_diff)
+
+    def manifest_entry(self) -> dict[str, Any]:
+        return {"max_abs_diff": self.max_abs_diff,
+                "tolerance": self.encoder.tolerance,
+                "encoder": asdict(self.encoder), "decoder_step": asdict(self.decoder_step),
+                "greedy_tokens": {"images": self.greedy_images,
+                                  "mismatches": self.greedy_mismatches,
+                                  "compared": "serving.decoding.greedy_decode over the "
+                                              "onnxruntime step vs over the PyTorch step"}}
+
+
+def check_caption_parity(encoder: EncoderGraph, folder: Path, images: np.ndarray, bos_id: int,
+                         eos_id: int, max_length: int, vocab_size: int,
+                         tolerance: float = PARITY_TOLERANCE,
+                         greedy_images: int = 256) -> CaptionParity:
+    """Raise ParityError unless both graphs agree within tolerance and greedy tokens match."""
+    encoder = encoder.eval()
+    model = encoder.model
+    real = images[:64].astype(np.float32)
+    edge = np.concatenate([np.zeros_like(real[:1]), np.full_like(real[:1], 255.0)])
+    pixel_batches = [real, real[:1], real[:3], np.concatenate([real[:5], edge])]
+    enc_report = check_parity(encoder, folder / ENCODER_FILE,
+                              [{"pixels": p} for p in pixel_batches], tolerance=tolerance)
+    with torch.no_grad():
+        memory, state = (t.numpy() for t in encoder(torch.from_numpy(real)))
+    rng = np.random.default_rng(0)
+    step_batches = []
+    for n in (len(real), 1, 3, 7):
+        ids = rng.integers(0, vocab_size, n).astype(np.int64)
+        ids[0] = bos_id
+        # a later step's state too: one step in, rather than only the initial one
+        with torch.no_grad():
+            _, later, _ = model.step(torch.from_numpy(ids), torch.from_numpy(state[:n]),
+                                     torch.from_numpy(memory[:n]),
+                                     torch.ones(memory[:n].shape[:2], dtype=torch.bool))
+        for s in (state[:n], later.numpy()):
+            step_batches.append({"prev_ids": ids, "state": s, "memory": memory[:n],
+                                 "src_mask": np.ones(memory[:n].shape[:2], bool)})
+    dec_report = check_parity(DecoderStepGraph(model), folder / DECODER_FILE, step_batches,
+                              tolerance=tolerance)
+    onnx_model = OnnxCaptioner(folder)
+    held_out = images[:greedy_images]
+    got = onnx_model.decode(held_out, bos_id, eos_id, max_length)
+    with torch.no_grad():
+        m, s = (t.numpy() for t in encoder(torch.from_numpy(held_out.astype(np.float32))))
+    expected = search(torch_step(model), s, m, bos_id, eos_id, max_length)
+    mismatches = sum(g.tokens != e.tokens for g, e in zip(got, expected, strict=True))
+    if mismatches:
+        raise ParityError(f"greedy decoding through onnxruntime differs from PyTorch on "
+                          f"{mismatches} of {len(held_out)} held-out images")
+    return CaptionParity(enc_report, dec_report, len(held_out), mismatches)
