@@ -67,7 +67,6 @@ from training.tasks.common import (
     build_optimizer,
     build_penalty,
     build_scheduler,
-    int_list,
     jsonable_config,
     library_versions,
     non_negative_float,
@@ -96,6 +95,17 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
                "dropout": 0.3, "channels": [32, 64, 128, 128], "feature_dim": 128,
                "hidden": 256, "attention_reg": 1.0, "max_length": 20, "image_size": 128},
 }
+
+
+def int_list(text: str) -> list[int]:
+    """'16,32,64' -> [16, 32, 64]."""
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 16,32,64, got {text!r}") from None
+    if not sizes or any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError("sizes must be positive")
+    return sizes
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
