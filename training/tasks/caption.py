@@ -154,12 +154,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "(default: 1 for multidigit, 3 for folder)")
     data.add_argument("--limit-train", type=positive_int, default=None, metavar="N",
                       help="train on the first N training images only (quick runs)")
-    data.add_argument("--val-fraction", type=unit_interval, default=0.1)
-    data.add_argument("--test-fraction", type=unit_interval, default=0.15)
+    data.add_argument("--val-fraction", type=unit_interval, default=0.1,
+                      help="(default: %(default)s)")
+    data.add_argument("--test-fraction", type=unit_interval, default=0.15,
+                      help="(default: %(default)s)")
     canvas = parser.add_argument_group("multidigit canvases")
-    canvas.add_argument("--min-digits", type=positive_int, default=MIN_DIGITS)
-    canvas.add_argument("--max-digits", type=positive_int, default=MAX_DIGITS)
-    canvas.add_argument("--max-overlap", type=unit_interval, default=MAX_OVERLAP)
+    canvas.add_argument("--min-digits", type=positive_int, default=MIN_DIGITS,
+                        help="(default: %(default)s)")
+    canvas.add_argument("--max-digits", type=positive_int, default=MAX_DIGITS,
+                        help="(default: %(default)s)")
+    canvas.add_argument("--max-overlap", type=unit_interval, default=MAX_OVERLAP,
+                        help="(default: %(default)s)")
     canvas.add_argument("--train-canvases", type=positive_int, default=20000,
                         help="(default: %(default)s)")
     canvas.add_argument("--val-canvases", type=positive_int, default=1000,
