@@ -12,7 +12,7 @@ import torch
 from training.export.classifier_graph import ClassifierGraph, parity_batches
 from training.export.onnx_export import export_onnx
 from training.export.parity import ParityError, check_parity
-from training.models.taggers import TaggerCNN, build_tagger
+from training.models.taggers import TaggerCNN, build_tagger, init_output_bias
 
 
 @pytest.mark.parametrize("shape", [(1, 64, 64), (3, 32, 48), (3, 17, 23), (1, 16, 16)])
@@ -30,6 +30,17 @@ def test_mlp_option_and_errors() -> None:
         build_tagger("resnet", (1, 8, 8), 3)
     with pytest.raises(ValueError, match="head"):
         ClassifierGraph(build_tagger("mlp", (1, 8, 8), 3), [0.0], [1.0], head="relu")
+
+
+@pytest.mark.parametrize("arch", ["cnn", "mlp"])
+def test_output_bias_starts_at_the_label_frequencies(arch: str) -> None:
+    model = build_tagger(arch, (1, 16, 16), 3, hidden=[8], channels=[4, 4])
+    init_output_bias(model, np.array([0.5, 0.1, 0.0]))
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.zero_()  # leave only the bias: the prediction is the prior itself
+        probs = torch.sigmoid(model.eval()(torch.randn(2, 1, 16, 16)))
+    np.testing.assert_allclose(probs.numpy(), [[0.5, 0.1, 1e-3]] * 2, atol=1e-6)
 
 
 @pytest.fixture(scope="module", params=["cnn", "mlp"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -52,6 +53,19 @@ class TaggerCNN(nn.Module):
         f = self.features(x)
         pooled = torch.cat([f.amax(dim=(2, 3)), f.mean(dim=(2, 3))], dim=1)
         return self.head(pooled)
+
+
+def init_output_bias(model: nn.Module, frequencies: np.ndarray, eps: float = 1e-3) -> None:
+    """Set the last layer's biases to the log-odds of each label's training frequency.
+
+    The untrained network then predicts the label-frequency baseline instead of 0.5 for every
+    label, so the first epochs learn from the images rather than unlearning a wrong prior
+    (with 40 rare labels the initial BCE drops from 40 ln 2 = 27.7 to about 10 per image).
+    """
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    p = np.clip(np.asarray(frequencies, dtype=np.float64), eps, 1 - eps)
+    with torch.no_grad():
+        last.bias.copy_(torch.from_numpy(np.log(p / (1 - p))))
 
 
 def build_tagger(arch: str, input_shape: tuple[int, int, int], num_labels: int,

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from training.tasks import caption, mnist
+from training.tasks import caption, mnist, tagger
 
 TASKS: dict[str, ModuleType] = {
     "mnist": mnist,
+    "tagger": tagger,
     "caption": caption,
 }

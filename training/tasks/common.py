@@ -186,3 +186,14 @@ def jsonable_config(args: argparse.Namespace) -> dict[str, Any]:
             value = list(value)
         out[key] = value
     return out
+
+
+def int_list(text: str) -> list[int]:
+    """'256,128' -> [256, 128]: layer sizes given on the command line."""
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 256,128, got {text!r}") from None
+    if any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError("layer sizes must be positive")
+    return sizes
