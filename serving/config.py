@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from serving.batching import BatchingConfig
+from serving.preprocess.limits import InputLimits
 from serving.runtime.providers import parse_provider_list
 from serving.runtime.session import SessionConfig
+from serving.security import SecurityConfig, add_security_arguments, security_from_args
 
 ENV_PREFIX = "SMALLSERVE_"
 
@@ -31,6 +33,8 @@ class ServerConfig:
     metrics_port: int = 0
     processes: int = 1
     reuse_port: bool = False
+    security: SecurityConfig = SecurityConfig()
+    input_limits: InputLimits = InputLimits()
 
 
 def _env(flag: str, default: str) -> str:
@@ -67,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-message-bytes", type=int,
                    default=int(_env("max_message_bytes", str(64 * 1024 * 1024))),
                    help="largest gRPC message received or sent")
+    p.add_argument("--max-image-pixels", type=int,
+                   default=int(_env("max_image_pixels", str(InputLimits.max_image_pixels))),
+                   help="largest encoded image (width x height) decoded; refused from its "
+                        "header above")
+    p.add_argument("--max-text-bytes", type=int,
+                   default=int(_env("max_text_bytes", str(InputLimits.max_text_bytes))),
+                   help="largest text (UTF-8 bytes) a translation request may carry")
     p.add_argument("--poll-interval", type=float, default=float(_env("poll_interval", "2")),
                    help="seconds between scans of the repository for new versions (0: never)")
     p.add_argument("--grace-period", type=float, default=float(_env("grace_period", "10")),
@@ -99,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="let several servers bind the port (set for each worker)")
     p.add_argument("--metrics-port", type=int, default=int(_env("metrics_port", "8002")),
                    help="HTTP port of the Prometheus /metrics endpoint (0: off)")
+    add_security_arguments(p, _env)
     p.add_argument("--log-level", default=_env("log_level", "INFO"),
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--log-format", default=_env("log_format", "text"), choices=["text", "json"])
@@ -117,7 +129,7 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
             parser.error(f"--model-providers expects NAME=LIST, got {item!r}")
         model_providers[name] = parsed
     for flag in ("workers", "max_message_bytes", "batch_max_size", "batch_queue_size",
-                 "batch_instances", "processes"):
+                 "batch_instances", "processes", "max_image_pixels", "max_text_bytes"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1")
     return ServerConfig(
@@ -134,4 +146,7 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
                                 max_queue_size=args.batch_queue_size,
                                 instances=args.batch_instances),
         metrics_port=args.metrics_port, processes=args.processes,
-        reuse_port=args.reuse_port == "on")
+        reuse_port=args.reuse_port == "on",
+        security=security_from_args(args, parser),
+        input_limits=InputLimits(max_image_pixels=args.max_image_pixels,
+                                 max_text_bytes=args.max_text_bytes))

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serving.errors import ModelNotFound
+from serving.errors import InvalidInput, ModelNotFound
 from serving.repository import model_names, version_numbers
+from serving.repository.layout import is_valid_model_name
 from serving.runners import Runner, load_runner
 from serving.runtime.session import SessionConfig
 
@@ -59,7 +60,8 @@ class ModelRegistry:
 
     def failures(self) -> dict[tuple[str, int], str]:
         """Why each version that could not be loaded was refused."""
-        return {key: reason for key, (_, reason) in self._failed.items()}
+        # list() copies in one step: a loading thread may be adding to the dict meanwhile
+        return {key: reason for key, (_, reason) in list(self._failed.items())}
 
     def runners(self) -> list[Runner]:
         return [r for m in self._models.values() for r in m.runners.values()]
@@ -71,6 +73,10 @@ class ModelRegistry:
         runner = self.lookup(name, version)
         if runner is not None:
             return runner
+        # the name becomes a path below: nothing like '../x' or '.staging-...' gets that far
+        if not is_valid_model_name(name):
+            raise InvalidInput(f"invalid model name {name[:200]!r}: letters, digits, '_', '-' "
+                               "and '.', not starting with '.'")
         if name not in model_names(self.repository):
             raise ModelNotFound(f"unknown model {name!r}")
         if version == 0 or name not in self._models:
@@ -99,6 +105,9 @@ class ModelRegistry:
             for gone in set(self._models) - set(names):
                 log.info("model %s removed from the repository; unloading", gone)
                 self._models = {k: v for k, v in self._models.items() if k != gone}
+            # a refused version that was deleted is no longer worth reporting
+            self._failed = {(n, v): f for (n, v), f in self._failed.items()
+                            if n in names and v in version_numbers(self.repository / n)}
 
     def _refresh_model(self, name: str) -> None:
         on_disk = version_numbers(self.repository / name)

@@ -21,10 +21,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from serving import metrics
+from serving import metrics, security
 from serving.api.generated.inference import grpc_service_pb2_grpc
 from serving.api.generated.smallserve.v1 import model_service_pb2_grpc
 from serving.config import ServerConfig
+from serving.malformed import MalformedRequestInterceptor
+from serving.preprocess.limits import set_input_limits
 from serving.registry import ModelRegistry
 from serving.services import inference_service, model_service
 from serving.services.context import Limits, ServerContext
@@ -45,7 +47,10 @@ class Server:
         self.services = [model_service.SERVICE_NAME, inference_service.SERVICE_NAME]
         self.port = 0
         limit = config.max_message_bytes
-        self.grpc = grpc.aio.server(options=[
+        set_input_limits(config.input_limits)
+        # authentication first: a call without a token learns nothing, not even parse errors
+        self.grpc = grpc.aio.server(interceptors=[*security.interceptors(config.security),
+                                                  MalformedRequestInterceptor()], options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
             # a second server on a taken port must fail, unless workers share it on purpose
@@ -62,13 +67,15 @@ class Server:
     async def start(self) -> int:
         address = f"{self.config.host}:{self.config.port}"
         try:
-            self.port = self.grpc.add_insecure_port(address)
+            credentials = security.server_credentials(self.config.security)
+            self.port = self.grpc.add_secure_port(address, credentials) if credentials \
+                else self.grpc.add_insecure_port(address)
         except RuntimeError as e:
             raise OSError(f"cannot listen on {address}: {e}") from e
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.grpc.start()
-        log.info("listening on %s:%d (repository %s, pid %d)", self.config.host, self.port,
-                 self.config.repository, os.getpid())
+        log.info("listening on %s:%d (repository %s, pid %d; %s)", self.config.host, self.port,
+                 self.config.repository, os.getpid(), self.config.security.describe())
         if self.config.metrics_port:
             try:
                 self.metrics_http = metrics.serve_metrics(self.config.host,

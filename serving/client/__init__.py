@@ -5,6 +5,7 @@
         print(c.classify("mnist", pixels=images)["results"][0]["top"])
 """
 
+from serving.client.channel import TLSOptions, read_token
 from serving.client.client import AsyncClient, Client, ClientError
 
-__all__ = ["AsyncClient", "Client", "ClientError"]
+__all__ = ["AsyncClient", "Client", "ClientError", "TLSOptions", "read_token"]

@@ -13,7 +13,8 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
-from serving.client.client import Client, ClientError
+from serving.client.channel import TOKEN_ENV, TLSOptions, open_channel, read_token
+from serving.client.client import DEFAULT_MAX_MESSAGE_BYTES, Client, ClientError
 from serving.client.plots import attention_heatmap, attention_overlay
 from serving.formats.idx import IdxError, read_idx
 
@@ -23,6 +24,17 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Call a smallserve server; prints JSON.")
     p.add_argument("--target", default="localhost:8001", help="server HOST:PORT")
     p.add_argument("--timeout", type=float, default=30.0, help="deadline per call, seconds")
+    sec = p.add_argument_group("security", f"TLS and the bearer token; the token comes from "
+                               f"--token-file or the {TOKEN_ENV} environment variable")
+    sec.add_argument("--tls", action="store_true",
+                     help="TLS, trusting the system's root certificates")
+    sec.add_argument("--tls-ca", type=Path, metavar="FILE",
+                     help="TLS, trusting this PEM CA bundle (implies --tls)")
+    sec.add_argument("--tls-cert", type=Path, metavar="FILE",
+                     help="client certificate (PEM) for mutual TLS (implies --tls)")
+    sec.add_argument("--tls-key", type=Path, metavar="FILE", help="key of --tls-cert (PEM)")
+    sec.add_argument("--token-file", type=Path, metavar="FILE",
+                     help="file whose first line is the bearer token")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="list the models and their versions")
     sub.add_parser("health", help="grpc.health.v1 status of the server (exit 3 unless SERVING)")
@@ -72,16 +84,32 @@ def _indices(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected N or START:STOP, got {text!r}") from None
 
 
+def connection(args: argparse.Namespace) -> dict[str, Any]:
+    """Client keyword arguments for TLS and the token, from the command line."""
+    tls = None
+    if args.tls or args.tls_ca or args.tls_cert or args.tls_key:
+        try:
+            tls = TLSOptions.from_files(args.tls_ca, args.tls_cert, args.tls_key)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
+    try:
+        token = read_token(args.token_file)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    return {"tls": tls, "token": token}
+
+
 def run(args: argparse.Namespace) -> Any:
+    conn = connection(args)
     if args.command == "health":
-        with grpc.insecure_channel(args.target) as channel:
+        with open_channel(args.target, DEFAULT_MAX_MESSAGE_BYTES, conn["tls"]) as channel:
             try:
                 status = health_pb2_grpc.HealthStub(channel).Check(
                     health_pb2.HealthCheckRequest(), timeout=args.timeout).status
             except grpc.RpcError as e:
                 raise ClientError(e.code(), e.details()) from None
         return {"status": health_pb2.HealthCheckResponse.ServingStatus.Name(status)}
-    with Client(args.target, timeout=args.timeout) as client:
+    with Client(args.target, timeout=args.timeout, **conn) as client:
         if args.command == "models":
             return client.list_models()
         if args.command == "metadata":

@@ -56,7 +56,9 @@ def metadata_to_dict(m: pb.ModelMetadata) -> dict[str, Any]:
     return {"name": m.model.name, "version": m.model.version, "task": m.task,
             "inputs": [_spec(t) for t in m.inputs], "outputs": [_spec(t) for t in m.outputs],
             "labels": list(m.labels), "providers": list(m.providers),
-            "manifest": json.loads(m.manifest_json) if m.manifest_json else {}}
+            "manifest": json.loads(m.manifest_json) if m.manifest_json else {},
+            "version_errors": [{"version": e.version, "reason": e.reason}
+                               for e in m.version_errors]}
 
 
 def classify_to_dict(r: pb.ClassifyResponse) -> dict[str, Any]:

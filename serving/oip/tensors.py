@@ -9,6 +9,7 @@ import numpy as np
 
 from serving.api.generated.inference import grpc_service_pb2 as pb
 from serving.errors import InvalidInput
+from serving.preprocess.tensors import element_count
 
 NUMPY_OF = {
     "BOOL": np.dtype(np.bool_), "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16),
@@ -25,12 +26,6 @@ CONTENTS_FIELD = {
     "UINT16": "uint_contents", "UINT32": "uint_contents", "UINT64": "uint64_contents",
     "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
 }
-
-
-def element_count(shape: list[int], what: str) -> int:
-    if any(d < 0 for d in shape):
-        raise InvalidInput(f"{what}: shape {shape} has a negative dimension")
-    return int(np.prod(shape)) if shape else 1
 
 
 def decode_bytes_tensor(raw: bytes, count: int, what: str) -> np.ndarray:

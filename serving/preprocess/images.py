@@ -10,11 +10,12 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from serving.errors import InvalidInput
+from serving.preprocess.limits import input_limits
 
-# A few thousand pixels a side is far beyond any model here; larger files are refused before
-# decoding so a crafted image cannot exhaust memory.
-MAX_IMAGE_PIXELS = 40_000_000
 MODES = {"grayscale": "L", "rgb": "RGB"}
+# Pillow would also open dozens of rarer formats, some through external programs (EPS runs
+# Ghostscript); requests get the common photo and screenshot formats only.
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
 
 
 def image_geometry(preprocessing: dict[str, Any]) -> tuple[int, int, int]:
@@ -43,10 +44,11 @@ def _decode_one(data: bytes, index: int, mode: str, height: int, width: int) -> 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                if img.width * img.height > MAX_IMAGE_PIXELS:
+            with Image.open(io.BytesIO(data), formats=FORMATS) as img:
+                limit = input_limits().max_image_pixels
+                if img.width * img.height > limit:
                     raise InvalidInput(f"image {index} is {img.width}x{img.height}, "
-                                       f"larger than {MAX_IMAGE_PIXELS} pixels")
+                                       f"larger than {limit} pixels (--max-image-pixels)")
                 img = img.convert(mode)
                 if img.size != (width, height):
                     img = img.resize((width, height), Image.Resampling.BILINEAR)

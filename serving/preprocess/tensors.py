@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from serving.errors import InvalidInput, TooLarge
 
+# No dimension of a tensor that fits in a gRPC message comes near this; numpy refuses shapes
+# whose size overflows even when another dimension is 0.
+MAX_DIMENSION = 2**31 - 1
+
+
+def element_count(shape: list[int], what: str) -> int:
+    """Elements of a request tensor's shape, refusing negative and absurd dimensions."""
+    if any(d < 0 for d in shape):
+        raise InvalidInput(f"{what}: shape {shape} has a negative dimension")
+    if any(d > MAX_DIMENSION for d in shape):
+        raise InvalidInput(f"{what}: shape {shape} has a dimension above {MAX_DIMENSION}")
+    return math.prod(shape)  # exact: np.prod wraps around in int64
+
 
 def tensor_from_bytes(data: bytes, dtype: np.dtype, shape: list[int], what: str) -> np.ndarray:
     """Little-endian row-major bytes -> array, with the byte count checked against the shape."""
-    if any(d < 0 for d in shape):
-        raise InvalidInput(f"{what}: shape {shape} has a negative dimension")
-    count = int(np.prod(shape)) if shape else 1
-    expected = count * dtype.itemsize
+    expected = element_count(shape, what) * dtype.itemsize
     if len(data) != expected:
         raise InvalidInput(f"{what}: shape {shape} of {dtype.name} needs {expected} bytes, "
                            f"got {len(data)}")

@@ -30,6 +30,6 @@ def version_numbers(model_dir: Path) -> list[int]:
         return []
     versions = []
     for p in model_dir.iterdir():
-        if p.is_dir() and p.name.isdigit() and not p.name.startswith("0"):
+        if p.is_dir() and p.name.isascii() and p.name.isdigit() and not p.name.startswith("0"):
             versions.append(int(p.name))
     return sorted(versions)

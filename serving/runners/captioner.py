@@ -65,7 +65,9 @@ class CaptionerRunner(ImageInput, SequenceRunner):
         memory, state = self.sessions["encoder"].run(["memory", "state"],
                                                      {self.input_name: pixels})
         mask = np.ones(memory.shape[:2], bool)
-        limits = np.full(len(pixels), max_length or self.max_length, np.int64)
+        # the model's limit caps a request's: a huge max_length must not decode for hours
+        limits = np.full(len(pixels), min(max_length or self.max_length, self.max_length),
+                         np.int64)
         hyps = self.search(state, memory, mask, limits, beam_size, self.bos_id, self.eos_id)
         results = []
         for h in hyps:

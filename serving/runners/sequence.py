@@ -13,6 +13,7 @@ from serving.runners.base import Runner
 from serving.runtime.session import SessionConfig
 
 MAX_BEAM_SIZE = 64
+MAX_OPTION = 2**31 - 1  # as the int32 fields of the project's own API
 
 
 class SequenceRunner(Runner):
@@ -49,8 +50,10 @@ def parse_search_options(parameters: dict[str, object]) -> dict[str, int]:
     for name in ("beam_size", "max_length"):
         if name in parameters:
             value = parameters[name]
+            text = str(value)
+            # isascii: isdigit() alone accepts digits such as '²' that int() refuses
             if isinstance(value, bool) or not isinstance(value, int | str) or \
-                    not str(value).isdigit():
-                raise InvalidInput(f"parameter {name} must be a non-negative integer")
-            options[name] = int(value)
+                    not (text.isascii() and text.isdigit()) or int(text) > MAX_OPTION:
+                raise InvalidInput(f"parameter {name} must be an integer in 0..{MAX_OPTION}")
+            options[name] = int(text)
     return options

@@ -13,6 +13,7 @@ import sentencepiece as spm
 
 from serving.decoding import Hypothesis
 from serving.errors import InvalidInput
+from serving.preprocess.text import decode_texts
 from serving.repository import Manifest, TensorSpec
 from serving.runners.sequence import SequenceRunner, parse_search_options
 from serving.runtime.session import SessionConfig
@@ -112,13 +113,7 @@ class TranslatorRunner(SequenceRunner):
     def infer(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None,
               beam_size: int = 0, max_length: int = 0) -> dict[str, np.ndarray]:
         """The Open Inference Protocol view: BYTES text in, padded tensors out."""
-        texts = []
-        for i, raw in enumerate(feeds["text"].reshape(-1)):
-            try:
-                texts.append(bytes(raw).decode("utf-8"))
-            except UnicodeDecodeError as e:
-                raise InvalidInput(f"text {i} is not valid UTF-8: {e}") from e
-        results = self.translate(texts, beam_size, max_length)
+        results = self.translate(decode_texts(feeds["text"].reshape(-1)), beam_size, max_length)
         n = len(results)
         t = max((len(r.target_ids) for r in results), default=0)
         s = max(len(r.source_pieces) for r in results)

@@ -187,7 +187,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 def _version(text: str) -> int:
     if not text:
         return 0
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise InvalidInput(f"model version must be a number, got {text!r}")
     return int(text)
 
@@ -232,7 +232,8 @@ def _int_parameter(param: pb.InferParameter, what: str) -> int:
     choice = param.WhichOneof("parameter_choice")
     if choice in ("int64_param", "uint64_param"):
         return int(getattr(param, choice))
-    if choice == "string_param" and param.string_param.isdigit():
+    if choice == "string_param" and param.string_param.isascii() and \
+            param.string_param.isdigit():
         return int(param.string_param)
     raise InvalidInput(f"{what} must be an integer parameter")
 

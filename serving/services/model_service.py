@@ -11,6 +11,7 @@ from serving.api.generated.smallserve.v1 import model_service_pb2 as pb
 from serving.api.generated.smallserve.v1 import model_service_pb2_grpc as pb_grpc
 from serving.errors import InvalidInput
 from serving.preprocess.tensors import check_batch_size, tensor_from_bytes
+from serving.preprocess.text import decode_texts
 from serving.runners import (
     CaptionerRunner,
     ClassifierRunner,
@@ -51,7 +52,10 @@ class ModelService(pb_grpc.ModelServiceServicer):
             inputs=[pb.TensorSpec(name=t.name, dtype=t.dtype, shape=t.shape) for t in m.inputs],
             outputs=[pb.TensorSpec(name=t.name, dtype=t.dtype, shape=t.shape)
                      for t in m.outputs],
-            labels=m.labels, providers=runner.providers, manifest_json=m.to_json())
+            labels=m.labels, providers=runner.providers, manifest_json=m.to_json(),
+            version_errors=[pb.VersionError(version=v, reason=reason) for (name, v), reason
+                            in sorted(self.ctx.registry.failures().items(), reverse=True)
+                            if name == m.name])
 
     @grpc_errors
     async def Classify(self, request: pb.ClassifyRequest,
@@ -85,13 +89,8 @@ class ModelService(pb_grpc.ModelServiceServicer):
         runner = _expect(await self.ctx.runner(*_model_ref(request.model)), TranslatorRunner)
         if request.beam_size < 0 or request.max_length < 0:
             raise InvalidInput("beam_size and max_length must not be negative")
-        texts = []
-        for i, raw in enumerate(request.texts):
-            try:
-                texts.append(raw.decode("utf-8"))
-            except UnicodeDecodeError as e:
-                raise InvalidInput(f"text {i} is not valid UTF-8: {e}") from e
-        check_batch_size(len(texts), self.ctx.limits.max_batch_size)
+        check_batch_size(len(request.texts), self.ctx.limits.max_batch_size)
+        texts = decode_texts(request.texts)
         results = await self.ctx.execute(context, runner, len(texts), runner.translate, texts,
                                          request.beam_size, request.max_length)
         return pb.TranslateResponse(

@@ -23,8 +23,13 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, repository: Path, *args: str, log_path: Path | None = None) -> None:
+    def __init__(self, repository: Path, *args: str, log_path: Path | None = None,
+                 env: dict[str, str] | None = None,
+                 credentials: grpc.ChannelCredentials | None = None) -> None:
+        """env: extra environment variables; credentials: for a TLS server's health probe."""
         self.port = free_port()
+        self.extra_env = env or {}
+        self.credentials = credentials
         self.log_path = log_path or repository.parent / f"server-{self.port}.log"
         self.args = [sys.executable, "-m", "serving", "--repository", str(repository),
                      "--host", "127.0.0.1", "--port", str(self.port),
@@ -36,7 +41,7 @@ class ServerProcess:
         return f"127.0.0.1:{self.port}"
 
     def start(self, wait: bool = True, timeout: float = 60) -> ServerProcess:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env}
         with self.log_path.open("w") as log:
             self.process = subprocess.Popen(self.args, cwd=ROOT, stdout=log,
                                             stderr=subprocess.STDOUT, env=env)
@@ -45,7 +50,9 @@ class ServerProcess:
         return self
 
     def health(self, service: str = "") -> str:
-        with grpc.insecure_channel(self.target) as channel:
+        channel = grpc.secure_channel(self.target, self.credentials) if self.credentials \
+            else grpc.insecure_channel(self.target)
+        with channel:
             response = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=2)
         return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)

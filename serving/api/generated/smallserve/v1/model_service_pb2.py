@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!smallserve/v1/model_service.proto\x12\rsmallserve.v1\")\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"M\n\x06Tensor\x12&\n\x05\x64type\x18\x01 \x01(\x0e\x32\x17.smallserve.v1.DataType\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"8\n\nTensorSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\"\x13\n\x11ListModelsRequest\"T\n\x0cModelSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x10\n\x08versions\x18\x03 \x03(\x03\x12\x16\n\x0elatest_version\x18\x04 \x01(\x03\"A\n\x12ListModelsResponse\x12+\n\x06models\x18\x01 \x03(\x0b\x32\x1b.smallserve.v1.ModelSummary\"A\n\x17GetModelMetadataRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.smallserve.v1.ModelRef\"\xd6\x01\n\rModelMetadata\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.smallserve.v1.ModelRef\x12\x0c\n\x04task\x18\x02 \x01(\t\x12)\n\x06inputs\x18\x03 \x03(\x0b\x32\x19.smallserve.v1.TensorSpec\x12*\n\x07outputs\x18\x04 \x03(\x0b\x32\x19.smallserve.v1.TensorSpec\x12\x0e\n\x06labels\x18\x05 \x03(\t\x12\x11\n\tproviders\x18\x06 \x03(\t\x12\x15\n\rmanifest_json\x18\x07 \x01(\t\"\x7f\n\x0f\x43lassifyRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.smallserve.v1.ModelRef\x12%\n\x06pixels\x18\x02 \x01(\x0b\x32\x15.smallserve.v1.Tensor\x12\x0e\n\x06images\x18\x03 \x03(\x0c\x12\r\n\x05top_k\x18\x04 \x01(\x05\"E\n\x10LabelProbability\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05label\x18\x02 \x01(\t\x12\x13\n\x0bprobability\x18\x03 \x01(\x02\"U\n\x0e\x43lassification\x12\x15\n\rprobabilities\x18\x01 \x03(\x02\x12,\n\x03top\x18\x02 \x03(\x0b\x32\x1f.smallserve.v1.LabelProbability\"j\n\x10\x43lassifyResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.smallserve.v1.ModelRef\x12.\n\x07results\x18\x02 \x03(\x0b\x32\x1d.smallserve.v1.Classification\"\x8d\x01\n\nTagRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.smallserve.v1.ModelRef\x12%\n\x06pixels\x18\x02 \x01(\x0b\x32\x15.smallserve.v1.Tensor\x12\x0e\n\x06images\x18\x03 \x03(\x0c\x12\r\n\x05top_k\x18\x04 \x01(\x05\x12\x11\n\tthreshold\x18\x05 \x01(\x02\"\x7f\n\tTagResult\x12\x15\n\rprobabilities\x18\x01 \x03(\x02\x12-\n\x04tags\x18\x02 \x03(\x0b\x32\x1f.smallserve.v1.LabelProbability\x12,\n\x03top\x18\x03 \x03(\x0b\x32\x1f.smallserve.v1.LabelProbability\"t\n\x0bTagResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.smallserve.v1.ModelRef\x12)\n\x07results\x18\x02 \x03(\x0b\x32\x18.smallserve.v1.TagResult\x12\x12\n\nthresholds\x18\x03 \x03(\x02\"p\n\x10TranslateRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.smallserve.v1.ModelRef\x12\r\n\x05texts\x18\x02 \x03(\x0c\x12\x11\n\tbeam_size\x18\x03 \x01(\x05\x12\x12\n\nmax_length\x18\x04 \x01(\x05\"\x9a\x01\n\x0bTranslation\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x15\n\rsource_pieces\x18\x02 \x03(\t\x12\x15\n\rtarget_pieces\x18\x03 \x03(\t\x12\x1b\n\x13token_probabilities\x18\x04 \x03(\x02\x12\x11\n\tattention\x18\x05 \x03(\x02\x12\r\n\x05score\x18\x06 \x01(\x02\x12\x10\n\x08\x66inished\x18\x07 \x01(\x08\"m\n\x11TranslateResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.smallserve.v1.ModelRef\x12\x30\n\x0ctranslations\x18\x02 \x03(\x0b\x32\x1a.smallserve.v1.Translation\"\x96\x01\n\x0e\x43\x61ptionRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.smallserve.v1.ModelRef\x12%\n\x06pixels\x18\x02 \x01(\x0b\x32\x15.smallserve.v1.Tensor\x12\x0e\n\x06images\x18\x03 \x03(\x0c\x12\x11\n\tbeam_size\x18\x04 \x01(\x05\x12\x12\n\nmax_length\x18\x05 \x01(\x05\"~\n\rCaptionResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x03(\t\x12\x1b\n\x13token_probabilities\x18\x03 \x03(\x02\x12\x11\n\tattention\x18\x04 \x03(\x02\x12\r\n\x05score\x18\x05 \x01(\x02\x12\x10\n\x08\x66inished\x18\x06 \x01(\x08\"\xba\x01\n\x0f\x43\x61ptionResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.smallserve.v1.ModelRef\x12.\n\x08\x63\x61ptions\x18\x02 \x03(\x0b\x32\x1c.smallserve.v1.CaptionResult\x12\x11\n\tgrid_rows\x18\x03 \x01(\x05\x12\x11\n\tgrid_cols\x18\x04 \x01(\x05\x12\x14\n\x0cimage_height\x18\x05 \x01(\x05\x12\x13\n\x0bimage_width\x18\x06 \x01(\x05*=\n\x08\x44\x61taType\x12\x19\n\x15\x44\x41TA_TYPE_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x46LOAT32\x10\x01\x12\t\n\x05UINT8\x10\x02\x32\xe0\x03\n\x0cModelService\x12Q\n\nListModels\x12 .smallserve.v1.ListModelsRequest\x1a!.smallserve.v1.ListModelsResponse\x12X\n\x10GetModelMetadata\x12&.smallserve.v1.GetModelMetadataRequest\x1a\x1c.smallserve.v1.ModelMetadata\x12K\n\x08\x43lassify\x12\x1e.smallserve.v1.ClassifyRequest\x1a\x1f.smallserve.v1.ClassifyResponse\x12<\n\x03Tag\x12\x19.smallserve.v1.TagRequest\x1a\x1a.smallserve.v1.TagResponse\x12N\n\tTranslate\x12\x1f.smallserve.v1.TranslateRequest\x1a .smallserve.v1.TranslateResponse\x12H\n\x07\x43\x61ption\x12\x1d.smallserve.v1.CaptionRequest\x1a\x1e.smallserve.v1.CaptionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!smallserve/v1/model_service.proto\x12\rsmallserve.v1\")\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"M\n\x06Tensor\x12&\n\x05\x64type\x18\x01 \x01(\x0e\x32\x17.smallserve.v1.DataType\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"8\n\nTensorSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\"\x13\n\x11ListModelsRequest\"T\n\x0cModelSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x10\n\x08versions\x18\x03 \x03(\x03\x12\x16\n\x0elatest_version\x18\x04 \x01(\x03\"A\n\x12ListModelsResponse\x12+\n\x06models\x18\x01 \x03(\x0b\x32\x1b.smallserve.v1.ModelSummary\"A\n\x17GetModelMetadataRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.smallserve.v1.ModelRef\"\x8b\x02\n\rModelMetadata\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.smallserve.v1.ModelRef\x12\x0c\n\x04task\x18\x02 \x01(\t\x12)\n\x06inputs\x18\x03 \x03(\x0b\x32\x19.smallserve.v1.TensorSpec\x12*\n\x07outputs\x18\x04 \x03(\x0b\x32\x19.smallserve.v1.TensorSpec\x12\x0e\n\x06labels\x18\x05 \x03(\t\x12\x11\n\tproviders\x18\x06 \x03(\t\x12\x15\n\rmanifest_json\x18\x07 \x01(\t\x12\x33\n\x0eversion_errors\x18\x08 \x03(\x0b\x32\x1b.smallserve.v1.VersionError\"/\n\x0cVersionError\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x7f\n\x0f\x43lassifyRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.smallserve.v1.ModelRef\x12%\n\x06pixels\x18\x02 \x01(\x0b\x32\x15.smallserve.v1.Tensor\x12\x0e\n\x06images\x18\x03 \x03(\x0c\x12\r\n\x05top_k\x18\x04 \x01(\x05\"E\n\x10LabelProbability\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05label\x18\x02 \x01(\t\x12\x13\n\x0bprobability\x18\x03 \x01(\x02\"U\n\x0e\x43lassification\x12\x15\n\rprobabilities\x18\x01 \x03(\x02\x12,\n\x03top\x18\x02 \x03(\x0b\x32\x1f.smallserve.v1.LabelProbability\"j\n\x10\x43lassifyResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.smallserve.v1.ModelRef\x12.\n\x07results\x18\x02 \x03(\x0b\x32\x1d.smallserve.v1.Classification\"\x8d\x01\n\nTagRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.smallserve.v1.ModelRef\x12%\n\x06pixels\x18\x02 \x01(\x0b\x32\x15.smallserve.v1.Tensor\x12\x0e\n\x06images\x18\x03 \x03(\x0c\x12\r\n\x05top_k\x18\x04 \x01(\x05\x12\x11\n\tthreshold\x18\x05 \x01(\x02\"\x7f\n\tTagResult\x12\x15\n\rprobabilities\x18\x01 \x03(\x02\x12-\n\x04tags\x18\x02 \x03(\x0b\x32\x1f.smallserve.v1.LabelProbability\x12,\n\x03top\x18\x03 \x03(\x0b\x32\x1f.smallserve.v1.LabelProbability\"t\n\x0bTagResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.smallserve.v1.ModelRef\x12)\n\x07results\x18\x02 \x03(\x0b\x32\x18.smallserve.v1.TagResult\x12\x12\n\nthresholds\x18\x03 \x03(\x02\"p\n\x10TranslateRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.smallserve.v1.ModelRef\x12\r\n\x05texts\x18\x02 \x03(\x0c\x12\x11\n\tbeam_size\x18\x03 \x01(\x05\x12\x12\n\nmax_length\x18\x04 \x01(\x05\"\x9a\x01\n\x0bTranslation\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x15\n\rsource_pieces\x18\x02 \x03(\t\x12\x15\n\rtarget_pieces\x18\x03 \x03(\t\x12\x1b\n\x13token_probabilities\x18\x04 \x03(\x02\x12\x11\n\tattention\x18\x05 \x03(\x02\x12\r\n\x05score\x18\x06 \x01(\x02\x12\x10\n\x08\x66inished\x18\x07 \x01(\x08\"m\n\x11TranslateResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.smallserve.v1.ModelRef\x12\x30\n\x0ctranslations\x18\x02 \x03(\x0b\x32\x1a.smallserve.v1.Translation\"\x96\x01\n\x0e\x43\x61ptionRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.smallserve.v1.ModelRef\x12%\n\x06pixels\x18\x02 \x01(\x0b\x32\x15.smallserve.v1.Tensor\x12\x0e\n\x06images\x18\x03 \x03(\x0c\x12\x11\n\tbeam_size\x18\x04 \x01(\x05\x12\x12\n\nmax_length\x18\x05 \x01(\x05\"~\n\rCaptionResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x03(\t\x12\x1b\n\x13token_probabilities\x18\x03 \x03(\x02\x12\x11\n\tattention\x18\x04 \x03(\x02\x12\r\n\x05score\x18\x05 \x01(\x02\x12\x10\n\x08\x66inished\x18\x06 \x01(\x08\"\xba\x01\n\x0f\x43\x61ptionResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.smallserve.v1.ModelRef\x12.\n\x08\x63\x61ptions\x18\x02 \x03(\x0b\x32\x1c.smallserve.v1.CaptionResult\x12\x11\n\tgrid_rows\x18\x03 \x01(\x05\x12\x11\n\tgrid_cols\x18\x04 \x01(\x05\x12\x14\n\x0cimage_height\x18\x05 \x01(\x05\x12\x13\n\x0bimage_width\x18\x06 \x01(\x05*=\n\x08\x44\x61taType\x12\x19\n\x15\x44\x41TA_TYPE_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x46LOAT32\x10\x01\x12\t\n\x05UINT8\x10\x02\x32\xe0\x03\n\x0cModelService\x12Q\n\nListModels\x12 .smallserve.v1.ListModelsRequest\x1a!.smallserve.v1.ListModelsResponse\x12X\n\x10GetModelMetadata\x12&.smallserve.v1.GetModelMetadataRequest\x1a\x1c.smallserve.v1.ModelMetadata\x12K\n\x08\x43lassify\x12\x1e.smallserve.v1.ClassifyRequest\x1a\x1f.smallserve.v1.ClassifyResponse\x12<\n\x03Tag\x12\x19.smallserve.v1.TagRequest\x1a\x1a.smallserve.v1.TagResponse\x12N\n\tTranslate\x12\x1f.smallserve.v1.TranslateRequest\x1a .smallserve.v1.TranslateResponse\x12H\n\x07\x43\x61ption\x12\x1d.smallserve.v1.CaptionRequest\x1a\x1e.smallserve.v1.CaptionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'smallserve.v1.model_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DATATYPE']._serialized_start=2328
-  _globals['_DATATYPE']._serialized_end=2389
+  _globals['_DATATYPE']._serialized_start=2430
+  _globals['_DATATYPE']._serialized_end=2491
   _globals['_MODELREF']._serialized_start=52
   _globals['_MODELREF']._serialized_end=93
   _globals['_TENSOR']._serialized_start=95
@@ -49,33 +49,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETMODELMETADATAREQUEST']._serialized_start=406
   _globals['_GETMODELMETADATAREQUEST']._serialized_end=471
   _globals['_MODELMETADATA']._serialized_start=474
-  _globals['_MODELMETADATA']._serialized_end=688
-  _globals['_CLASSIFYREQUEST']._serialized_start=690
-  _globals['_CLASSIFYREQUEST']._serialized_end=817
-  _globals['_LABELPROBABILITY']._serialized_start=819
-  _globals['_LABELPROBABILITY']._serialized_end=888
-  _globals['_CLASSIFICATION']._serialized_start=890
-  _globals['_CLASSIFICATION']._serialized_end=975
-  _globals['_CLASSIFYRESPONSE']._serialized_start=977
-  _globals['_CLASSIFYRESPONSE']._serialized_end=1083
-  _globals['_TAGREQUEST']._serialized_start=1086
-  _globals['_TAGREQUEST']._serialized_end=1227
-  _globals['_TAGRESULT']._serialized_start=1229
-  _globals['_TAGRESULT']._serialized_end=1356
-  _globals['_TAGRESPONSE']._serialized_start=1358
-  _globals['_TAGRESPONSE']._serialized_end=1474
-  _globals['_TRANSLATEREQUEST']._serialized_start=1476
-  _globals['_TRANSLATEREQUEST']._serialized_end=1588
-  _globals['_TRANSLATION']._serialized_start=1591
-  _globals['_TRANSLATION']._serialized_end=1745
-  _globals['_TRANSLATERESPONSE']._serialized_start=1747
-  _globals['_TRANSLATERESPONSE']._serialized_end=1856
-  _globals['_CAPTIONREQUEST']._serialized_start=1859
-  _globals['_CAPTIONREQUEST']._serialized_end=2009
-  _globals['_CAPTIONRESULT']._serialized_start=2011
-  _globals['_CAPTIONRESULT']._serialized_end=2137
-  _globals['_CAPTIONRESPONSE']._serialized_start=2140
-  _globals['_CAPTIONRESPONSE']._serialized_end=2326
-  _globals['_MODELSERVICE']._serialized_start=2392
-  _globals['_MODELSERVICE']._serialized_end=2872
+  _globals['_MODELMETADATA']._serialized_end=741
+  _globals['_VERSIONERROR']._serialized_start=743
+  _globals['_VERSIONERROR']._serialized_end=790
+  _globals['_CLASSIFYREQUEST']._serialized_start=792
+  _globals['_CLASSIFYREQUEST']._serialized_end=919
+  _globals['_LABELPROBABILITY']._serialized_start=921
+  _globals['_LABELPROBABILITY']._serialized_end=990
+  _globals['_CLASSIFICATION']._serialized_start=992
+  _globals['_CLASSIFICATION']._serialized_end=1077
+  _globals['_CLASSIFYRESPONSE']._serialized_start=1079
+  _globals['_CLASSIFYRESPONSE']._serialized_end=1185
+  _globals['_TAGREQUEST']._serialized_start=1188
+  _globals['_TAGREQUEST']._serialized_end=1329
+  _globals['_TAGRESULT']._serialized_start=1331
+  _globals['_TAGRESULT']._serialized_end=1458
+  _globals['_TAGRESPONSE']._serialized_start=1460
+  _globals['_TAGRESPONSE']._serialized_end=1576
+  _globals['_TRANSLATEREQUEST']._serialized_start=1578
+  _globals['_TRANSLATEREQUEST']._serialized_end=1690
+  _globals['_TRANSLATION']._serialized_start=1693
+  _globals['_TRANSLATION']._serialized_end=1847
+  _globals['_TRANSLATERESPONSE']._serialized_start=1849
+  _globals['_TRANSLATERESPONSE']._serialized_end=1958
+  _globals['_CAPTIONREQUEST']._serialized_start=1961
+  _globals['_CAPTIONREQUEST']._serialized_end=2111
+  _globals['_CAPTIONRESULT']._serialized_start=2113
+  _globals['_CAPTIONRESULT']._serialized_end=2239
+  _globals['_CAPTIONRESPONSE']._serialized_start=2242
+  _globals['_CAPTIONRESPONSE']._serialized_end=2428
+  _globals['_MODELSERVICE']._serialized_start=2494
+  _globals['_MODELSERVICE']._serialized_end=2974
 # @@protoc_insertion_point(module_scope)

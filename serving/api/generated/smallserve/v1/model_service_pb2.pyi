@@ -74,7 +74,7 @@ class GetModelMetadataRequest(_message.Message):
     def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ...) -> None: ...
 
 class ModelMetadata(_message.Message):
-    __slots__ = ("model", "task", "inputs", "outputs", "labels", "providers", "manifest_json")
+    __slots__ = ("model", "task", "inputs", "outputs", "labels", "providers", "manifest_json", "version_errors")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
@@ -82,6 +82,7 @@ class ModelMetadata(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     PROVIDERS_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_JSON_FIELD_NUMBER: _ClassVar[int]
+    VERSION_ERRORS_FIELD_NUMBER: _ClassVar[int]
     model: ModelRef
     task: str
     inputs: _containers.RepeatedCompositeFieldContainer[TensorSpec]
@@ -89,7 +90,16 @@ class ModelMetadata(_message.Message):
     labels: _containers.RepeatedScalarFieldContainer[str]
     providers: _containers.RepeatedScalarFieldContainer[str]
     manifest_json: str
-    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., task: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., labels: _Optional[_Iterable[str]] = ..., providers: _Optional[_Iterable[str]] = ..., manifest_json: _Optional[str] = ...) -> None: ...
+    version_errors: _containers.RepeatedCompositeFieldContainer[VersionError]
+    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., task: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., labels: _Optional[_Iterable[str]] = ..., providers: _Optional[_Iterable[str]] = ..., manifest_json: _Optional[str] = ..., version_errors: _Optional[_Iterable[_Union[VersionError, _Mapping]]] = ...) -> None: ...
+
+class VersionError(_message.Message):
+    __slots__ = ("version", "reason")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    reason: str
+    def __init__(self, version: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ClassifyRequest(_message.Message):
     __slots__ = ("model", "pixels", "images", "top_k")
