@@ -15,6 +15,8 @@ import onnx
 import torch
 from torch import nn
 
+EXPORTERS = ("dynamo", "legacy")
+
 
 class ExportError(RuntimeError):
     """The exported graph is not what was asked for."""
@@ -23,14 +25,24 @@ class ExportError(RuntimeError):
 def export_onnx(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
                 input_names: Sequence[str], output_names: Sequence[str],
                 dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
-                opset_version: int | None = None, external_data: bool = False) -> Path:
+                opset_version: int | None = None, external_data: bool = False,
+                exporter: str = "dynamo",
+                output_axes: Mapping[str, Mapping[int, str]] | None = None) -> Path:
     """Export module(*example_inputs) to path and verify it with the ONNX checker.
+
+    exporter "dynamo" is torch.export's (torch.onnx's default); "legacy" is the TorchScript
+    tracer (dynamo=False), which the recurrent graphs of the sequence models use (see
+    training/export/seq2seq_graphs.py for why). output_axes names the outputs' dynamic axes
+    for the legacy exporter, which otherwise labels them with generated names (the dynamo
+    exporter derives them from the inputs').
 
     dynamic_axes maps an input name to {axis: symbolic name}; inputs sharing a symbolic name
     (e.g. "batch") share one dimension. Example inputs should be at least 2 long on every
     dynamic axis: the exporter specialises axes whose example size is 0 or 1. Weights stay
     inside the one file unless external_data (needed only past protobuf's 2 GB limit).
     """
+    if exporter not in EXPORTERS:
+        raise ValueError(f"unknown exporter {exporter!r}; choose from {', '.join(EXPORTERS)}")
     path = Path(path)
     dynamic_axes = dynamic_axes or {}
     unknown = set(dynamic_axes) - set(input_names)
@@ -46,10 +58,17 @@ def export_onnx(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], pat
         # the exporter warns about torchvision ops it cannot register and pytree deprecations;
         # neither concerns these graphs, and they would bury the training output
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, tuple(example_inputs), str(path),
-                          input_names=list(input_names), output_names=list(output_names),
-                          dynamic_shapes=dynamic_shapes, opset_version=opset_version,
-                          external_data=external_data, dynamo=True, verbose=False)
+        if exporter == "dynamo":
+            torch.onnx.export(module, tuple(example_inputs), str(path),
+                              input_names=list(input_names), output_names=list(output_names),
+                              dynamic_shapes=dynamic_shapes, opset_version=opset_version,
+                              external_data=external_data, dynamo=True, verbose=False)
+        else:
+            torch.onnx.export(module, tuple(example_inputs), str(path),
+                              input_names=list(input_names), output_names=list(output_names),
+                              dynamic_axes={k: dict(v) for k, v in
+                                            {**dynamic_axes, **(output_axes or {})}.items()},
+                              opset_version=opset_version, dynamo=False, verbose=False)
     check_onnx(path, input_names, output_names, dynamic_axes)
     return path
 

@@ -1,0 +1,313 @@
+"""The two served graphs of a translation model and their parity gate.
+
+encoder.onnx       src_ids int64 [B, S] (right-padded), src_lengths int64 [B]
+                   -> memory float32 [B, S, M] (zero on padding), state float32 [B, D]
+decoder_step.onnx  prev_ids int64 [B], state [B, D], memory [B, S, M], src_mask bool [B, S]
+                   -> log_probs [B, V] (log_softmax), new_state [B, D], attention [B, S]
+
+B and S are dynamic on every input. The server (serving.runners.translator) runs the encoder
+once and greedy or beam search (serving.decoding) over the step.
+
+Exporter: the legacy TorchScript exporter (dynamo=False). On torch 2.13 / onnxscript 0.7 the
+dynamo exporter freezes the time axis of nn.GRU / nn.LSTM outputs at the example's length
+(memory comes out typed [batch, 4, M]); the encoder then runs at that one source length only
+and onnxruntime fails at any other ("Expand: invalid expand shape"), for GRU and LSTM alike.
+The legacy exporter keeps both axes dynamic and matches PyTorch within 1e-6. It is also ~20x
+faster to export. The choice is recorded in the manifest (parity.exporter); --exporter dynamo
+stays available, and tests/training/test_translate_export.py shows it failing the gate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+from torch import nn
+
+from serving.decoding import Hypothesis, StepFn, beam_search, greedy_decode
+from training.export.onnx_export import export_onnx
+from training.export.parity import PROVIDER, ParityError, ParityReport, check_parity
+from training.models.seq2seq import Seq2Seq
+
+ENCODER_FILE, DECODER_FILE = "encoder.onnx", "decoder_step.onnx"
+ENCODER_INPUTS, ENCODER_OUTPUTS = ("src_ids", "src_lengths"), ("memory", "state")
+STEP_INPUTS = ("prev_ids", "state", "memory", "src_mask")
+STEP_OUTPUTS = ("log_probs", "new_state", "attention")
+DEFAULT_EXPORTER = "legacy"
+PARITY_TOLERANCE = 1e-5
+ORT_ERRORS = (ort_errors.Fail, ort_errors.InvalidArgument, ort_errors.RuntimeException)
+
+
+class EncoderGraph(nn.Module):
+    def __init__(self, model: Seq2Seq) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, src_ids: torch.Tensor,
+                src_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        memory, _, state = self.model.encode(src_ids, src_lengths)
+        return memory, state
+
+
+class DecoderStepGraph(nn.Module):
+    def __init__(self, model: Seq2Seq) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, prev_ids: torch.Tensor, state: torch.Tensor, memory: torch.Tensor,
+                src_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits, new_state, attention = self.model.step(prev_ids, state, memory, src_mask)
+        return torch.log_softmax(logits, dim=-1), new_state, attention
+
+
+def pad_batch(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded [B, S] int64 and lengths [B], as the server builds them."""
+    lengths = np.array([len(x) for x in ids], np.int64)
+    batch = np.full((len(ids), int(lengths.max())), pad_id, np.int64)
+    for row, x in zip(batch, ids, strict=True):
+        row[:len(x)] = x
+    return batch, lengths
+
+
+def export_translation_graphs(model: Seq2Seq, folder: Path,
+                              exporter: str = DEFAULT_EXPORTER) -> tuple[Path, Path]:
+    model = model.eval()
+    # batch 2, unequal lengths of 3+: the exporter would freeze an axis traced at size 0 or 1
+    src = torch.tensor([[5, 6, 7, 3], [5, 3, 0, 0]], dtype=torch.int64)
+    lengths = torch.tensor([4, 2], dtype=torch.int64)
+    encoder = EncoderGraph(model)
+    with torch.no_grad():
+        memory, state = encoder(src, lengths)
+    batch_and_length = {0: "batch", 1: "src_len"}
+    enc = export_onnx(encoder, (src, lengths), folder / ENCODER_FILE, ENCODER_INPUTS,
+                      ENCODER_OUTPUTS, {"src_ids": batch_and_length, "src_lengths": {0: "batch"}},
+                      exporter=exporter,
+                      output_axes={"memory": batch_and_length, "state": {0: "batch"}})
+    step_inputs = (torch.tensor([2, 2], dtype=torch.int64), state, memory, lengths.new_tensor(
+        [[True, True, True, True], [True, True, False, False]], dtype=torch.bool))
+    dec = export_onnx(DecoderStepGraph(model), step_inputs, folder / DECODER_FILE, STEP_INPUTS,
+                      STEP_OUTPUTS, {"prev_ids": {0: "batch"}, "state": {0: "batch"},
+                                     "memory": batch_and_length, "src_mask": batch_and_length},
+                      exporter=exporter,
+                      output_axes={"log_probs": {0: "batch"}, "new_state": {0: "batch"},
+                                   "attention": batch_and_length})
+    return enc, dec
+
+
+def torch_step(model: Seq2Seq) -> StepFn:
+    """The PyTorch decoder step as a numpy StepFn, for the search code shared with serving."""
+    graph = DecoderStepGraph(model).eval()
+
+    @torch.no_grad()
+    def step(prev: np.ndarray, state: np.ndarray, memory: np.ndarray,
+             mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out = graph(*(torch.from_numpy(np.ascontiguousarray(a))
+                      for a in (prev, state, memory, mask)))
+        return tuple(o.numpy() for o in out)  # type: ignore[return-value]
+
+    return step
+
+
+def max_target_lengths(source_lengths: np.ndarray, ratio: float, offset: int) -> np.ndarray:
+    """The server's limit: ceil(ratio * source pieces (EOS included) + offset)."""
+    return np.ceil(ratio * np.asarray(source_lengths) + offset).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    beam_size: int = 1
+    length_penalty: float = 0.0
+    max_length_ratio: float = 2.0
+    max_length_offset: int = 10
+
+
+def search(step: StepFn, state: np.ndarray, memory: np.ndarray, mask: np.ndarray,
+           lengths: np.ndarray, bos_id: int, eos_id: int,
+           options: SearchOptions) -> list[Hypothesis]:
+    limits = max_target_lengths(lengths, options.max_length_ratio, options.max_length_offset)
+    if options.beam_size == 1:
+        return greedy_decode(step, state, memory, mask, bos_id, eos_id, limits)
+    return beam_search(step, state, memory, mask, bos_id, eos_id, limits, options.beam_size,
+                       options.length_penalty)
+
+
+class OnnxTranslator:
+    """The exported pair run as the server runs it: encoder once, search over the step."""
+
+    def __init__(self, folder: Path, pad_id: int, bos_id: int, eos_id: int,
+                 provider: str = PROVIDER, threads: int | None = None) -> None:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # shape-annotation warnings would flood the output
+        # as many threads as PyTorch was given: a decoder step is too small to gain from
+        # more, and on a busy machine spinning threads cost more than they bring
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        self.encoder = ort.InferenceSession(str(folder / ENCODER_FILE), options,
+                                            providers=[provider])
+        self.decoder = ort.InferenceSession(str(folder / DECODER_FILE), options,
+                                            providers=[provider])
+        self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
+
+    def encode(self, src: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        memory, state = self.encoder.run(list(ENCODER_OUTPUTS),
+                                         {"src_ids": src, "src_lengths": lengths})
+        return memory, state
+
+    def step(self, prev: np.ndarray, state: np.ndarray, memory: np.ndarray,
+             mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        log_probs, new_state, attention = self.decoder.run(
+            list(STEP_OUTPUTS),
+            {"prev_ids": prev, "state": state, "memory": memory, "src_mask": mask})
+        return log_probs, new_state, attention
+
+    def translate_ids(self, sources: Sequence[Sequence[int]], options: SearchOptions,
+                      batch_size: int = 64) -> list[Hypothesis]:
+        """Source id lists (EOS included) -> one hypothesis each, in the given order.
+
+        Sentences are batched by length to keep padding low; the result does not depend on
+        the batching because padding never reaches a real position.
+        """
+        order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+        out: list[Hypothesis | None] = [None] * len(sources)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            src, lengths = pad_batch([sources[i] for i in chunk], self.pad_id)
+            memory, state = self.encode(src, lengths)
+            mask = np.arange(src.shape[1])[None, :] < lengths[:, None]
+            for i, h in zip(chunk, search(self.step, state, memory, mask, lengths, self.bos_id,
+                                          self.eos_id, options), strict=True):
+                out[i] = h
+        return out  # type: ignore[return-value]
+
+
+@torch.no_grad()
+def greedy_torch(model: Seq2Seq, sources: Sequence[Sequence[int]], pad_id: int, bos_id: int,
+                 eos_id: int, max_length_ratio: float = 2.0, max_length_offset: int = 10,
+                 batch_size: int = 128) -> list[list[int]]:
+    """Greedy decoding in PyTorch alone (no serving code): the reference the exported graphs
+    and the server's search must reproduce, and the per-epoch dev decoder."""
+    model.eval()
+    device = next(model.parameters()).device
+    results: list[list[int]] = [[] for _ in sources]
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        src, lengths = (torch.from_numpy(a).to(device)
+                        for a in pad_batch([sources[i] for i in chunk], pad_id))
+        memory, mask, state = model.encode(src, lengths)
+        limits = torch.from_numpy(max_target_lengths(lengths.cpu().numpy(), max_length_ratio,
+                                                     max_length_offset)).to(device)
+        prev = torch.full((len(chunk),), bos_id, dtype=torch.int64, device=device)
+        done = torch.zeros(len(chunk), dtype=torch.bool, device=device)
+        tokens = []
+        for t in range(int(limits.max())):
+            logits, state, _ = model.step(prev, state, memory, mask)
+            prev = logits.argmax(dim=-1)
+            tokens.append(prev)
+            done |= (prev == eos_id) | (t + 1 >= limits)
+            if bool(done.all()):
+                break
+        steps = torch.stack(tokens, 1).cpu().tolist()
+        for row, i in enumerate(chunk):
+            seq = steps[row][:int(limits[row])]
+            results[i] = seq[:seq.index(eos_id)] if eos_id in seq else seq
+    return results
+
+
+@dataclass
+class TranslationParity:
+    encoder: ParityReport
+    decoder_step: ParityReport
+    greedy_sentences: int
+    greedy_mismatches: int
+    exporter: str
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max(self.encoder.max_abs_diff, self.decoder_step.max_abs_diff)
+
+    def manifest_entry(self) -> dict[str, Any]:
+        return {"max_abs_diff": self.max_abs_diff,
+                "tolerance": self.encoder.tolerance,
+                "exporter": self.exporter,
+                "encoder": asdict(self.encoder), "decoder_step": asdict(self.decoder_step),
+                "greedy_tokens": {"sentences": self.greedy_sentences,
+                                  "mismatches": self.greedy_mismatches,
+                                  "compared": "serving.decoding.greedy_decode over the "
+                                              "onnxruntime graphs vs a PyTorch-only greedy "
+                                              "decoder over the model"}}
+
+
+def _encoder_batches(sources: Sequence[Sequence[int]],
+                     pad_id: int) -> list[dict[str, np.ndarray]]:
+    """Several batch sizes and source lengths, incl. one long sentence padding short ones."""
+    by_length = sorted(sources, key=len)
+    shortest, longest = by_length[0], by_length[-1]
+    groups = [sources[:1], [longest], sources[:3], sources[:8] + [longest],
+              [shortest, longest, shortest], sources[:32]]
+    batches = []
+    for group in groups:
+        src, lengths = pad_batch(group, pad_id)
+        batches.append({"src_ids": src, "src_lengths": lengths})
+    return batches
+
+
+def check_translation_parity(model: Seq2Seq, folder: Path, sources: Sequence[Sequence[int]],
+                             pad_id: int, bos_id: int, eos_id: int, exporter: str,
+                             tolerance: float = PARITY_TOLERANCE,
+                             greedy_sentences: int = 200,
+                             max_length_ratio: float = 2.0,
+                             max_length_offset: int = 10) -> TranslationParity:
+    """Raise ParityError unless both graphs agree within tolerance on every output at several
+    batch sizes and source lengths, and greedy decodes of held-out sentences through
+    onnxruntime give exactly the PyTorch tokens."""
+    try:
+        return _check_translation_parity(model, folder, sources, pad_id, bos_id, eos_id,
+                                         exporter, tolerance, greedy_sentences,
+                                         max_length_ratio, max_length_offset)
+    except ORT_ERRORS as e:
+        raise ParityError(f"onnxruntime cannot run the exported graphs in {folder} "
+                          f"(exporter {exporter}): {e}") from e
+
+
+def _check_translation_parity(model: Seq2Seq, folder: Path, sources: Sequence[Sequence[int]],
+                              pad_id: int, bos_id: int, eos_id: int, exporter: str,
+                              tolerance: float, greedy_sentences: int, max_length_ratio: float,
+                              max_length_offset: int) -> TranslationParity:
+    model = model.eval()
+    encoder = EncoderGraph(model)
+    enc_batches = _encoder_batches(sources, pad_id)
+    enc_report = check_parity(encoder, folder / ENCODER_FILE, enc_batches, tolerance=tolerance)
+    rng = np.random.default_rng(0)
+    step_batches = []
+    for batch in enc_batches:
+        with torch.no_grad():
+            src, lengths = torch.from_numpy(batch["src_ids"]), torch.from_numpy(
+                batch["src_lengths"])
+            memory, mask, state = model.encode(src, lengths)
+            ids = torch.from_numpy(rng.integers(4, model.cfg.target_vocab, len(src)))
+            ids[0] = bos_id
+            # a later state as well as the initial one: two steps in
+            later = state
+            for _ in range(2):
+                _, later, _ = model.step(ids, later, memory, mask)
+        for s in (state, later):
+            step_batches.append({"prev_ids": ids.numpy(), "state": s.numpy(),
+                                 "memory": memory.numpy(), "src_mask": mask.numpy()})
+    dec_report = check_parity(DecoderStepGraph(model), folder / DECODER_FILE, step_batches,
+                              tolerance=tolerance)
+    held_out = list(sources[:greedy_sentences])
+    options = SearchOptions(1, 0.0, max_length_ratio, max_length_offset)
+    got = OnnxTranslator(folder, pad_id, bos_id, eos_id).translate_ids(held_out, options)
+    expected = greedy_torch(model, held_out, pad_id, bos_id, eos_id, max_length_ratio,
+                            max_length_offset)
+    mismatches = sum(g.tokens != e for g, e in zip(got, expected, strict=True))
+    if mismatches:
+        raise ParityError(f"greedy decoding through onnxruntime differs from PyTorch on "
+                          f"{mismatches} of {len(held_out)} held-out sentences")
+    return TranslationParity(enc_report, dec_report, len(held_out), mismatches, exporter)
