@@ -46,6 +46,8 @@ class TrainConfig:
     grad_clip: float | None = None  # max global gradient norm
     progress: bool = True  # tqdm bar; shown only when stderr is a terminal
     log: Callable[[str], None] | None = print  # per-epoch lines; None for silence
+    # wall-clock budget: no epoch starts that would, at the last epoch's pace, end past it
+    max_seconds: float | None = None
 
 
 @dataclass
@@ -122,6 +124,12 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Callable[[int], Iterab
         if config.patience is not None and stale >= config.patience:
             log(f"early stop: validation loss has not improved for {stale} epochs "
                 f"(best epoch {best_epoch})")
+            break
+        elapsed = time.perf_counter() - started
+        if config.max_seconds is not None and epoch < config.epochs and \
+                elapsed + record.seconds > config.max_seconds:
+            log(f"time budget: stopping after {elapsed:.0f}s, another epoch would pass "
+                f"{config.max_seconds:.0f}s (best epoch {best_epoch})")
             break
     model.load_state_dict(best_state)
     model.eval()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,19 @@ def test_shuffled_batches_cover_everything_once() -> None:
     seen = torch.cat([b[0] for b in epoch])
     assert sorted(seen.tolist()) == list(range(10))
     assert not torch.equal(seen, torch.cat([b[0] for b in ShuffledBatches((x,), 4, 1)(2)]))
+
+
+def test_time_budget_stops_before_an_epoch_would_overrun() -> None:
+    x, y = _data(64)
+    model = build_classifier("softmax", (1, 8, 8), 3)
+
+    def slow_step(model, batch):
+        time.sleep(0.05)  # 4 batches: an epoch of about 0.2 s
+        return _step(model, batch)
+
+    result = fit(model, slow_step, ShuffledBatches((x, y), 16, 0),
+                 lambda m: {"loss": 1.0}, torch.optim.SGD(model.parameters(), lr=0.01),
+                 TrainConfig(epochs=50, log=None, max_seconds=0.5))
+    assert result.stopped_early and 1 <= result.epochs_run <= 3
+    longest = max(r.seconds for r in result.history)
+    assert result.seconds <= 0.5 + longest

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from training.tasks import caption, mnist, tagger
+from training.tasks import caption, mnist, tagger, translate
 
 TASKS: dict[str, ModuleType] = {
     "mnist": mnist,
     "tagger": tagger,
+    "translate": translate,
     "caption": caption,
 }

@@ -1,0 +1,87 @@
+"""Parallel text files: the layouts that work and the errors that name file and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from training.__main__ import main
+from training.data.idx import DataError
+from training.data.parallel import load_splits, read_aligned_files, read_parallel, read_tsv
+
+
+def write(path: Path, data: str | bytes) -> Path:
+    path.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return path
+
+
+def test_tsv_reads_pairs_with_bom_crlf_and_swap(tmp_path: Path) -> None:
+    path = write(tmp_path / "a.tsv", "\ufeffHola.\tHello.\r\n¿Qué tal?\t How are you? \n")
+    corpus = read_tsv(path)
+    assert corpus.sources == ["Hola.", "¿Qué tal?"]
+    assert corpus.targets == ["Hello.", "How are you?"]
+    swapped = read_tsv(path, swap=True)
+    assert swapped.sources == corpus.targets and swapped.targets == corpus.sources
+
+
+def test_line_aligned_files(tmp_path: Path) -> None:
+    src = write(tmp_path / "train.es", "uno\ndos\n")
+    tgt = write(tmp_path / "train.en", "one\ntwo\n")
+    corpus = read_parallel([src, tgt])
+    assert corpus.sources == ["uno", "dos"] and corpus.targets == ["one", "two"]
+    assert read_parallel([src, tgt], swap=True).sources == ["one", "two"]
+    write(tgt, "one\n")
+    with pytest.raises(DataError, match=r"train\.es has 2 lines but .*train\.en has 1"):
+        read_aligned_files(src, tgt)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("uno\tone\ndos one\n", r"bad\.tsv:2: expected source<TAB>target, found no tab"),
+    ("uno\tone\tCC-BY\n", r"bad\.tsv:1: expected source<TAB>target, found 3 tab-separated"),
+    ("uno\tone\n\t two\n", r"bad\.tsv:2: the source side is empty"),
+    ("uno\tone\ntres\t  \n", r"bad\.tsv:2: the target side is empty"),
+    ("uno\tone\n\ndos\ttwo\n", r"bad\.tsv:2: expected source<TAB>target, found no tab"),
+    ("", r"bad\.tsv: file is empty"),
+])
+def test_malformed_tsv_lines_are_named(tmp_path: Path, content: str, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        read_tsv(write(tmp_path / "bad.tsv", content))
+
+
+def test_invalid_utf8_names_file_line_and_byte(tmp_path: Path) -> None:
+    path = write(tmp_path / "latin1.tsv", b"uno\tone\n" + "año\tyear\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1\.tsv:2: not valid UTF-8 \(byte 0xf1 at "
+                                        r"column 2\)"):
+        read_tsv(path)
+
+
+def test_empty_line_in_aligned_files(tmp_path: Path) -> None:
+    src = write(tmp_path / "s.txt", "uno\n \n")
+    tgt = write(tmp_path / "t.txt", "one\ntwo\n")
+    with pytest.raises(DataError, match=r"s\.txt:2: the source side is empty"):
+        read_aligned_files(src, tgt)
+
+
+def test_splits_from_a_folder_and_missing_pieces(tmp_path: Path) -> None:
+    for split in ("train", "dev", "test"):
+        write(tmp_path / f"{split}.tsv", f"{split} es\t{split} en\n")
+    splits = load_splits(None, None, None, tmp_path)
+    assert splits.test.sources == ["test es"] and splits.dev.targets == ["dev en"]
+    with pytest.raises(DataError, match="give --dev, --test too"):
+        load_splits([tmp_path / "train.tsv"], None, None, None)
+    (tmp_path / "dev.tsv").unlink()
+    with pytest.raises(DataError, match=r"dev\.tsv: file not found"):
+        load_splits(None, None, None, tmp_path)
+
+
+def test_cli_reports_data_errors_without_traceback(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    good = write(tmp_path / "good.tsv", "uno\tone\n")
+    bad = write(tmp_path / "bad.tsv", "uno\tone\ndos\n")
+    code = main(["translate", "--train", str(bad), "--dev", str(good), "--test", str(good),
+                 "--repository", str(tmp_path / "repo"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.strip() == f"error: {bad}:2: expected source<TAB>target, found no tab"
+    assert not (tmp_path / "repo").exists()
