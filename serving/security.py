@@ -118,6 +118,13 @@ def server_credentials(config: SecurityConfig) -> grpc.ServerCredentials | None:
         ca = config.tls_client_ca.read_bytes() if config.tls_client_ca else None
     except OSError as e:
         raise OSError(f"cannot read TLS files: {e}") from e
+    # gRPC only says it cannot bind when handed something else; say which file is wrong
+    for path, data, marker, what in [
+            (config.tls_cert, cert, b"-----BEGIN CERTIFICATE-----", "certificate"),
+            (config.tls_key, key, b" PRIVATE KEY-----", "private key"),  # PKCS#8, EC or RSA
+            (config.tls_client_ca, ca, b"-----BEGIN CERTIFICATE-----", "certificate")]:
+        if data is not None and marker not in data:
+            raise OSError(f"{path} holds no PEM {what}")
     return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca,
                                        require_client_auth=ca is not None)
 

@@ -22,6 +22,7 @@ from serving.api.generated.smallserve.v1 import model_service_pb2_grpc as pb_grp
 from serving.client import AsyncClient, Client, ClientError, TLSOptions, read_token
 from serving.config import parse_config
 from serving.security import TOKEN_ENV, TokenAuthInterceptor, token_digest
+from serving.server import Server
 from tests.conftest import ROOT
 from tests.serving.certificates import make_pki
 from tests.serving.server_process import ServerProcess
@@ -294,3 +295,23 @@ def test_the_server_never_unpickles_or_evaluates_anything():
             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
             if UNSAFE_LOADERS.search(line)]
     assert hits == []
+
+
+def test_a_file_that_is_not_pem_is_named_at_start(tmp_path, pki):
+    (tmp_path / "junk.pem").write_text("not a certificate\n")
+    cases = [(pki.server_cert, tmp_path / "junk.pem", "no PEM private key"),
+             (tmp_path / "junk.pem", pki.server_key, "no PEM certificate"),
+             (pki.server_cert, tmp_path / "missing.key", "cannot read TLS files")]
+    for cert, key, message in cases:
+        config = parse_config(["--repository", str(tmp_path), "--host", "127.0.0.1",
+                               "--port", "0", "--metrics-port", "0", "--tls-cert", str(cert),
+                               "--tls-key", str(key)])
+
+        async def start(config=config):
+            try:
+                await Server(config).start()
+            except OSError as e:
+                return str(e)
+            return None
+
+        assert message in (asyncio.run(start()) or ""), message
