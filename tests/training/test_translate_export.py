@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from training.export.onnx_export import export_onnx
-from training.export.parity import ParityError
+from training.export.parity import ParityError, check_parity
 from training.export.seq2seq_graphs import (
     DECODER_FILE,
     ENCODER_FILE,
@@ -91,6 +91,31 @@ def test_served_attention_rows_sum_to_one_with_zero_padding(tmp_path: Path) -> N
     # the batch does not change a sentence's translation
     alone = [translator.translate_ids([s], SearchOptions(1))[0].tokens for s in source]
     assert alone == [h.tokens for h in translator.translate_ids(source, SearchOptions(1))]
+
+
+class Scale(torch.nn.Module):
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+
+
+def test_relative_tolerance_scales_with_the_value(tmp_path: Path) -> None:
+    path = export_onnx(Scale(1000.0), (torch.ones(2, 3),), tmp_path / "scale.onnx", ["x"], ["y"],
+                       {"x": {0: "batch"}}, exporter="legacy")
+    batches = [{"x": np.linspace(1, 2, 6, dtype=np.float32).reshape(2, 3)}]
+    drifted = Scale(1000.0 * (1 + 2e-6))  # 2e-6 relative: 2e-3 to 4e-3 absolute
+    with pytest.raises(ParityError):
+        check_parity(drifted, path, batches, tolerance=1e-5)
+    with pytest.raises(ParityError):
+        check_parity(drifted, path, batches, tolerance=1e-5, relative_tolerance={"y": 1e-6})
+    report = check_parity(drifted, path, batches, tolerance=1e-5,
+                          relative_tolerance={"y": 1e-5})
+    assert report.max_abs_diff > 1e-3 and report.relative_tolerance == {"y": 1e-5}
+    with pytest.raises(ValueError, match="unknown outputs"):
+        check_parity(drifted, path, batches, relative_tolerance={"z": 1.0})
 
 
 def test_gate_fails_for_graphs_of_another_model(tmp_path: Path) -> None:

@@ -41,6 +41,11 @@ STEP_INPUTS = ("prev_ids", "state", "memory", "src_mask")
 STEP_OUTPUTS = ("log_probs", "new_state", "attention")
 DEFAULT_EXPORTER = "legacy"
 PARITY_TOLERANCE = 1e-5
+# log_probs of a trained model reach -20 and beyond, from logits of magnitude ~20 whose float32
+# rounding (a few ulps of 2e-6 through a 256-long dot product) exceeds 1e-5 on its own: the
+# two runtimes' different summation orders measured 1-3e-5 there while every other output
+# stays within 2e-6. log_probs are held to 1e-5 + 1e-5 * |log p| (numpy.allclose's rule).
+LOG_PROBS_RTOL = 1e-5
 ORT_ERRORS = (ort_errors.Fail, ort_errors.InvalidArgument, ort_errors.RuntimeException)
 
 
@@ -234,6 +239,10 @@ class TranslationParity:
     def manifest_entry(self) -> dict[str, Any]:
         return {"max_abs_diff": self.max_abs_diff,
                 "tolerance": self.encoder.tolerance,
+                "criterion": f"|onnxruntime - PyTorch| <= {self.encoder.tolerance:g} on "
+                             f"memory, state, new_state and attention; <= "
+                             f"{self.encoder.tolerance:g} + {LOG_PROBS_RTOL:g} * |log p| on "
+                             f"log_probs; greedy tokens identical",
                 "exporter": self.exporter,
                 "encoder": asdict(self.encoder), "decoder_step": asdict(self.decoder_step),
                 "greedy_tokens": {"sentences": self.greedy_sentences,
@@ -300,7 +309,8 @@ def _check_translation_parity(model: Seq2Seq, folder: Path, sources: Sequence[Se
             step_batches.append({"prev_ids": ids.numpy(), "state": s.numpy(),
                                  "memory": memory.numpy(), "src_mask": mask.numpy()})
     dec_report = check_parity(DecoderStepGraph(model), folder / DECODER_FILE, step_batches,
-                              tolerance=tolerance)
+                              tolerance=tolerance,
+                              relative_tolerance={"log_probs": LOG_PROBS_RTOL})
     held_out = list(sources[:greedy_sentences])
     options = SearchOptions(1, 0.0, max_length_ratio, max_length_offset)
     got = OnnxTranslator(folder, pad_id, bos_id, eos_id).translate_ids(held_out, options)
