@@ -115,3 +115,16 @@ def test_scheduled_sampling_feeds_own_predictions() -> None:
     torch.testing.assert_close(own, torch.stack(expected, 1), atol=1e-5, rtol=0)
     torch.testing.assert_close(own[:, 0], forced[:, 0])
     assert not torch.allclose(own[:, 1:], forced[:, 1:])  # later inputs differ from the gold
+
+
+def test_tied_embeddings_share_one_matrix() -> None:
+    torch.manual_seed(0)
+    cfg = Seq2SeqConfig(30, 20, embedding_dim=12, hidden=12, encoder_hidden=6,
+                        tie_embeddings=True)
+    model = Seq2Seq(cfg)
+    assert model.decoder.output.weight is model.decoder.embed.weight
+    untied = Seq2Seq(Seq2SeqConfig(30, 20, embedding_dim=12, hidden=12, encoder_hidden=6))
+    n = sum(p.numel() for p in model.parameters())
+    assert n == sum(p.numel() for p in untied.parameters()) - 20 * 12
+    with pytest.raises(ValueError, match="tied embeddings need embedding_dim == hidden"):
+        Seq2Seq(Seq2SeqConfig(30, 20, embedding_dim=8, hidden=12, tie_embeddings=True))

@@ -44,6 +44,7 @@ class Seq2SeqConfig:
     attention_dim: int = 256  # additive attention's hidden layer
     dropout: float = 0.2
     input_feeding: bool = False
+    tie_embeddings: bool = False  # output layer shares the target embedding (Press & Wolf)
     pad_id: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,6 +113,11 @@ class RecurrentDecoder(nn.Module):
         self.attention = build_attention(cfg.attention, cfg.hidden, memory_dim, cfg.attention_dim)
         self.combine = nn.Linear(cfg.hidden + memory_dim, cfg.hidden)
         self.output = nn.Linear(cfg.hidden, cfg.target_vocab)
+        if cfg.tie_embeddings:
+            if cfg.embedding_dim != cfg.hidden:
+                raise ValueError(f"tied embeddings need embedding_dim == hidden, got "
+                                 f"{cfg.embedding_dim} and {cfg.hidden}")
+            self.output.weight = self.embed.weight
         self.dropout = nn.Dropout(cfg.dropout)
 
     # the flat state: [h of every layer | c of every layer (LSTM) | u_{t-1} (input feeding)]

@@ -72,9 +72,9 @@ EVAL_BATCH = 64
 # for a run of under 30 minutes on two shared CPU cores. "toy": the bundled grammar, learnt
 # in a minute or two.
 DATA_DEFAULTS: dict[str, dict[str, Any]] = {
-    "files": {"epochs": 20, "optimizer": "adam", "lr": 2e-3, "batch_size": 64, "dropout": 0.3,
-              "vocab_size": 4000, "embedding_dim": 256, "hidden": 256, "encoder_hidden": 128,
-              "attention_dim": 256, "label_smoothing": 0.1, "grad_clip": 1.0,
+    "files": {"epochs": 12, "optimizer": "adam", "lr": 2e-3, "batch_size": 128, "dropout": 0.3,
+              "vocab_size": 3000, "embedding_dim": 256, "hidden": 256, "encoder_hidden": 128,
+              "attention_dim": 128, "label_smoothing": 0.1, "grad_clip": 1.0,
               "name": "translate"},
     "toy": {"epochs": 8, "optimizer": "adam", "lr": 3e-3, "batch_size": 32, "dropout": 0.1,
             "vocab_size": 1000, "embedding_dim": 64, "hidden": 128, "encoder_hidden": 64,
@@ -122,7 +122,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tok = parser.add_argument_group("tokenizer (SentencePiece, trained on the training split)")
     tok.add_argument("--vocab-size", type=positive_int, default=None,
                      help="pieces per language, an upper bound on small corpora "
-                          "(default: 4000; toy 1000)")
+                          "(default: 3000; toy 1000)")
     tok.add_argument("--sp-model-type", choices=MODEL_TYPES, default="unigram",
                      help="(default: %(default)s)")
 
@@ -148,6 +148,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--input-feeding", action="store_true",
                        help="feed the previous attentional vector to the decoder RNN (Luong); "
                             "slower: training runs step by step")
+    model.add_argument("--tie-embeddings", action="store_true",
+                       help="the output layer reuses the target embedding matrix (fewer "
+                            "parameters; needs --embedding-dim = --hidden)")
     model.add_argument("--teacher-forcing", type=unit_interval, default=1.0,
                        help="share of steps fed the reference token; below 1 the rest feed "
                             "the model's own prediction (scheduled sampling) "
@@ -234,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
         embedding_dim=args.embedding_dim, hidden=args.hidden,
         encoder_hidden=args.encoder_hidden, layers=args.layers, rnn=args.rnn,
         attention=args.attention, attention_dim=args.attention_dim, dropout=args.dropout,
-        input_feeding=args.input_feeding, pad_id=PAD_ID)
+        input_feeding=args.input_feeding, tie_embeddings=args.tie_embeddings, pad_id=PAD_ID)
     model = Seq2Seq(cfg).to(device)
     print(f"model: {sum(p.numel() for p in model.parameters()):,} parameters, {cfg.rnn} "
           f"{cfg.attention} attention, state {model.state_dim}, memory {model.memory_dim}")
