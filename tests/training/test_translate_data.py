@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ import pytest
 from training.__main__ import main
 from training.data.idx import DataError
 from training.data.parallel import load_splits, read_aligned_files, read_parallel, read_tsv
+from training.data.toy_grammar import toy_splits
+from training.tokenizer import TranslationTokenizer
 
 
 def write(path: Path, data: str | bytes) -> Path:
@@ -85,3 +88,36 @@ def test_cli_reports_data_errors_without_traceback(tmp_path: Path,
     assert code == 1
     assert err.strip() == f"error: {bad}:2: expected source<TAB>target, found no tab"
     assert not (tmp_path / "repo").exists()
+
+
+def test_cli_trains_on_files_with_swap(tmp_path: Path) -> None:
+    """The file path end to end at a tiny size: TSV and line-aligned splits, --swap."""
+    splits = toy_splits((300, 30, 30))
+    write(tmp_path / "train.tsv", "".join(f"{t}\t{s}\n" for s, t in
+                                          zip(splits.train.sources, splits.train.targets,
+                                              strict=True)))
+    write(tmp_path / "dev.en", "".join(t + "\n" for t in splits.dev.targets))
+    write(tmp_path / "dev.es", "".join(s + "\n" for s in splits.dev.sources))
+    write(tmp_path / "test.tsv", "".join(f"{t}\t{s}\n" for s, t in
+                                         zip(splits.test.sources, splits.test.targets,
+                                             strict=True)))
+    code = main(["translate", "--swap", "--train", str(tmp_path / "train.tsv"),
+                 "--dev", str(tmp_path / "dev.en"), str(tmp_path / "dev.es"),
+                 "--test", str(tmp_path / "test.tsv"), "--epochs", "1", "--vocab-size", "200",
+                 "--embedding-dim", "16", "--hidden", "16", "--encoder-hidden", "8",
+                 "--attention-dim", "8", "--beam-size", "2", "--parity-sentences", "20",
+                 "--repository", str(tmp_path / "repo"), "--name", "files",
+                 "--checkpoint-dir", str(tmp_path / "runs"), "--quiet"])
+    assert code == 0
+    manifest = json.loads((tmp_path / "repo" / "files" / "1" / "manifest.json").read_text())
+    training = manifest["training"]
+    assert training["data_kind"] == "files" and training["swap"] is True
+    assert training["dev"] == [str(tmp_path / "dev.en"), str(tmp_path / "dev.es")]
+    assert training["data"]["train"] == 300 and training["data"]["source"].endswith("(swapped)")
+    assert manifest["metrics"]["n_test"] == 30 and "attention_alignment" not in manifest["metrics"]
+    # the source model was trained on the Spanish side: it knows "gato", not "cat"
+    source = TranslationTokenizer.load(tmp_path / "repo" / "files" / "1").source
+    assert len(source.encode("gato")) < len(source.encode("cat"))
+    # and the run folder holds what a checkpoint needs to be decoded again
+    config = json.loads((tmp_path / "runs" / "model_config.json").read_text())
+    assert config["hidden"] == 16 and (tmp_path / "runs" / "source.model").is_file()

@@ -17,6 +17,7 @@ the server's own search code and scored with sacrebleu (BLEU, chrF and their sig
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -241,6 +242,7 @@ def run(args: argparse.Namespace) -> int:
     model = Seq2Seq(cfg).to(device)
     print(f"model: {sum(p.numel() for p in model.parameters()):,} parameters, {cfg.rnn} "
           f"{cfg.attention} attention, state {model.state_dim}, memory {model.memory_dim}")
+    save_run_files(args.checkpoint_dir, tokenizer, cfg)
     result = train_model(model, sources, targets, data, tokenizer, args, device)
 
     model = model.cpu().eval()
@@ -266,6 +268,14 @@ def run(args: argparse.Namespace) -> int:
     print_summary(Path(args.repository) / args.name / str(version), metrics, parity,
                   result, data, beam.texts)
     return 0
+
+
+def save_run_files(folder: Path, tokenizer: TranslationTokenizer, cfg: Seq2SeqConfig) -> None:
+    """The tokenizer and model config beside best.pt / last.pt, so a checkpoint can be loaded
+    (Seq2Seq(Seq2SeqConfig(**json))) and decoded without this run's corpus."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(folder)
+    (folder / "model_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
 
 
 def train_model(model: Seq2Seq, sources: list[list[int]], targets: list[list[int]],
@@ -351,8 +361,12 @@ def build_manifest(args: argparse.Namespace, data: ParallelSplits, n_train: int,
                    tokenizer: TranslationTokenizer, model: Seq2Seq, result: TrainResult,
                    parity: Any, metrics: dict[str, Any],
                    wall_seconds: float) -> dict[str, Any]:
+    config = jsonable_config(args)
+    for split in ("train", "dev", "test"):  # lists of paths, which JSON cannot hold as such
+        if config.get(split):
+            config[split] = [str(p) for p in config[split]]
     training = {
-        **jsonable_config(args),
+        **config,
         "task": "translate",
         "model": {**model.cfg.to_dict(), "state_dim": model.state_dim,
                   "memory_dim": model.memory_dim,
