@@ -260,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
         greedy = decode_corpus(writer.path, tokenizer, data.test, greedy_options)
         beam = greedy if args.beam_size == 1 else decode_corpus(writer.path, tokenizer,
                                                                 data.test, options)
-        metrics = test_metrics(greedy, beam, data, tokenizer, result)
+        metrics = test_metrics(greedy, beam, data, tokenizer, result, args.max_source_pieces)
         manifest = build_manifest(args, data, len(sources), tokenizer, model, result, parity,
                                   metrics, time.perf_counter() - started)
         version, _ = writer.commit(manifest)
@@ -329,10 +329,14 @@ def train_model(model: Seq2Seq, sources: list[list[int]], targets: list[list[int
 
 
 def test_metrics(greedy: Any, beam: Any, data: ParallelSplits,
-                 tokenizer: TranslationTokenizer, result: TrainResult) -> dict[str, Any]:
+                 tokenizer: TranslationTokenizer, result: TrainResult,
+                 max_source_pieces: int) -> dict[str, Any]:
     main = score(beam, data.test)
     metrics: dict[str, Any] = {
         "split": "test", "n_test": len(data.test),
+        # decoded here all the same; the server would refuse these (limits.max_source_pieces)
+        "test_sources_over_limit": sum(len(ids) > max_source_pieces for ids in
+                                       tokenizer.encode_source(data.test.sources)),
         "bleu": main["bleu"], "chrf": main["chrf"],
         "bleu_signature": main["bleu_signature"], "chrf_signature": main["chrf_signature"],
         "decoding": main["decoding"],
