@@ -1,11 +1,18 @@
-"""python -m training <task> [options]; `python -m training <task> --help` lists the options."""
+"""python -m training <task> [options]; `python -m training <task> --help` lists the options.
+
+Under `torchrun --nproc_per_node=N -m training <task> [options]` the task trains data-parallel
+(training.distributed); the options and the published result are the same.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 
 from training.data.idx import DataError
+from training.distributed import process_group
 from training.export.onnx_export import ExportError
 from training.export.parity import ParityError
 from training.loop import TrainingDiverged
@@ -29,7 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.run(args) or 0)
+        with process_group(args.device) as world, contextlib.ExitStack() as quiet:
+            if not world.is_main:
+                # every rank runs the same task: one copy of its report is enough (stderr,
+                # where errors go, stays open on every rank)
+                devnull = quiet.enter_context(open(os.devnull, "w"))  # noqa: SIM115
+                quiet.enter_context(contextlib.redirect_stdout(devnull))
+            return int(args.run(args) or 0)
     except (DataError, ExportError, ParityError, TrainingDiverged) as e:
         # expected failures: a clear one-line reason, no traceback
         print(f"error: {e}", file=sys.stderr)

@@ -1,9 +1,12 @@
-"""The one trainer loop every task uses (classifier now; tagger, translation, captioning later).
+"""The one trainer loop every task uses (classifier, tagger, translation, captioning).
 
 The loop knows nothing about the task: the task hands it a loss function(model, batch), a way to
 produce an epoch's batches, and an evaluate function(model) -> metrics with a "loss" entry on the
 validation split. The loop owns what is common: optimiser steps, LR schedule, weight penalty,
-early stopping on validation loss, checkpoints, progress display, and restoring the best weights.
+early stopping on validation loss, checkpoints, progress display, restoring the best weights,
+and, under torchrun, DistributedDataParallel (see training.distributed): the step runs inside
+DDP's forward so gradients are averaged across processes, rank 0 alone evaluates, logs and
+writes checkpoints, and every rank follows its early-stopping and time-budget decisions.
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
+
+from training.distributed import World, broadcast_from_main, sum_over_ranks, world
 
 Batch = Any
 
@@ -84,9 +90,12 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Callable[[int], Iterab
     """
     if config.epochs < 1:
         raise ValueError("epochs must be >= 1")
-    if config.checkpoint_dir is not None:
-        config.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    log = config.log or (lambda _line: None)
+    current = world()
+    checkpoints = config.checkpoint_dir if current.is_main else None
+    if checkpoints is not None:
+        checkpoints.mkdir(parents=True, exist_ok=True)
+    log = (config.log if current.is_main else None) or (lambda _line: None)
+    step = _step_module(model, loss_fn, penalty, current)
     history: list[EpochRecord] = []
     best_loss, best_epoch, best_val = math.inf, 0, {}
     best_state = _copy_state(model)
@@ -95,11 +104,14 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Callable[[int], Iterab
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        train = _train_epoch(model, loss_fn, train_batches(epoch), optimizer, penalty, config,
-                             epoch)
+        train = _train_epoch(model, step, train_batches(epoch), optimizer, penalty is not None,
+                             config, epoch, current)
         model.eval()
-        with torch.no_grad():
-            val = dict(evaluate(model))
+        val: dict[str, float] = {}
+        if current.is_main:
+            with torch.no_grad():
+                val = dict(evaluate(model))
+        val = broadcast_from_main(val, current)
         if "loss" not in val:
             raise KeyError("evaluate(model) must return a dict with a 'loss' entry")
         if not math.isfinite(val["loss"]):
@@ -111,11 +123,11 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Callable[[int], Iterab
         if improved:
             best_loss, best_epoch, best_val, stale = val["loss"], epoch, val, 0
             best_state = _copy_state(model)
-            _save(config.checkpoint_dir, "best.pt",
+            _save(checkpoints, "best.pt",
                   {"epoch": epoch, "model": best_state, "val": val})
         else:
             stale += 1
-        _save(config.checkpoint_dir, "last.pt", {
+        _save(checkpoints, "last.pt", {
             "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "best_epoch": best_epoch, "best_val_loss": best_loss,
@@ -125,7 +137,8 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Callable[[int], Iterab
             log(f"early stop: validation loss has not improved for {stale} epochs "
                 f"(best epoch {best_epoch})")
             break
-        elapsed = time.perf_counter() - started
+        # rank 0's clock decides, so all ranks stop after the same epoch
+        elapsed = broadcast_from_main(time.perf_counter() - started, current)
         if config.max_seconds is not None and epoch < config.epochs and \
                 elapsed + record.seconds > config.max_seconds:
             log(f"time budget: stopping after {elapsed:.0f}s, another epoch would pass "
@@ -139,26 +152,48 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Callable[[int], Iterab
                        seconds=time.perf_counter() - started)
 
 
-def _train_epoch(model: nn.Module, loss_fn: LossFn, batches: Iterable[Batch],
-                 optimizer: torch.optim.Optimizer, penalty: PenaltyFn | None,
-                 config: TrainConfig, epoch: int) -> dict[str, float]:
+class _Step(nn.Module):
+    """One training step's forward: the task's loss plus the weight penalty, as a module so
+    that DistributedDataParallel's forward encloses everything the gradients come from."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, penalty: PenaltyFn | None) -> None:
+        super().__init__()
+        self.model, self.loss_fn, self.penalty = model, loss_fn, penalty
+
+    def forward(self, batch: Batch) -> tuple[StepOutput, torch.Tensor | None]:
+        out = self.loss_fn(self.model, batch)
+        if not isinstance(out, StepOutput):
+            out = StepOutput(out)
+        return out, (self.penalty(self.model) if self.penalty is not None else None)
+
+
+def _step_module(model: nn.Module, loss_fn: LossFn, penalty: PenaltyFn | None,
+                 current: World) -> nn.Module:
+    step = _Step(model, loss_fn, penalty)
+    if not current.distributed:
+        return step
+    device = next(model.parameters()).device
+    # DDP copies rank 0's weights to every rank here, whatever each rank initialised
+    return DistributedDataParallel(step, device_ids=[device] if device.type == "cuda" else None)
+
+
+def _train_epoch(model: nn.Module, step: nn.Module, batches: Iterable[Batch],
+                 optimizer: torch.optim.Optimizer, has_penalty: bool, config: TrainConfig,
+                 epoch: int, current: World) -> dict[str, float]:
     model.train()
     total_loss, total_penalty, count, steps = 0.0, 0.0, 0, 0
     sums: dict[str, float] = {}
     total = len(batches) if hasattr(batches, "__len__") else None
     bar = tqdm(batches, total=total, desc=f"epoch {epoch}", leave=False, unit="batch",
-               disable=not (config.progress and sys.stderr.isatty()))
+               disable=not (config.progress and current.is_main and sys.stderr.isatty()))
     for batch in bar:
-        out = loss_fn(model, batch)
-        if not isinstance(out, StepOutput):
-            out = StepOutput(out)
+        out, reg = step(batch)
         loss = out.loss
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"training loss is {loss.item()} in epoch {epoch}; "
                                    "try a lower learning rate")
         objective = loss
-        if penalty is not None:
-            reg = penalty(model)
+        if reg is not None:
             objective = loss + reg
             total_penalty += reg.item()
         optimizer.zero_grad(set_to_none=True)
@@ -174,9 +209,14 @@ def _train_epoch(model: nn.Module, loss_fn: LossFn, batches: Iterable[Batch],
         bar.set_postfix(loss=f"{total_loss / count:.4f}")
     if count == 0:
         raise ValueError(f"epoch {epoch} produced no training batches")
-    metrics = {"loss": total_loss / count, **{k: v / count for k, v in sums.items()}}
-    if penalty is not None:
-        metrics["penalty"] = total_penalty / steps
+    # the epoch's figures over all ranks' examples, not just this rank's shard
+    totals = sum_over_ranks({"loss": total_loss, "examples": count, "penalty": total_penalty,
+                             "steps": steps}, current)
+    examples = totals["examples"]
+    metrics = {"loss": totals["loss"] / examples,
+               **{k: v / examples for k, v in sum_over_ranks(sums, current).items()}}
+    if has_penalty:
+        metrics["penalty"] = totals["penalty"] / totals["steps"]
     return metrics
 
 

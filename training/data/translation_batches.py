@@ -6,6 +6,8 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from training.distributed import World, shard, world
+
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 POOL_BATCHES = 50  # sort this many batches' worth of pairs by length, then cut
 
@@ -33,17 +35,19 @@ class TranslationBatches:
 
     Pairs are shuffled, sorted by length within pools of POOL_BATCHES batches (so a batch
     holds similar lengths and little padding), cut into batches, and the batches shuffled.
+    Under torchrun every process builds the same global batches and keeps its shard of each.
     """
 
     def __init__(self, sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
                  batch_size: int, seed: int, pad_id: int, bos_id: int, eos_id: int,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", current: World | None = None) -> None:
         if not sources or len(sources) != len(targets):
             raise ValueError("need equally many (and some) sources and targets")
         self.sources, self.targets = sources, targets
         self.batch_size, self.seed = batch_size, seed
         self.ids = (pad_id, bos_id, eos_id)
         self.device = device
+        self.world = current if current is not None else world()
 
     def __call__(self, epoch: int) -> list[Batch]:
         return list(self._batches(epoch))
@@ -59,6 +63,6 @@ class TranslationBatches:
             chunks += [part[i:i + self.batch_size] for i in range(0, len(part),
                                                                   self.batch_size)]
         for k in torch.randperm(len(chunks), generator=generator).tolist():
-            chunk = chunks[k]
+            chunk = shard(chunks[k], self.world)
             yield make_batch([self.sources[i] for i in chunk], [self.targets[i] for i in chunk],
                              *self.ids, device=self.device)

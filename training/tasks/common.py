@@ -14,6 +14,7 @@ import onnxruntime
 import torch
 
 from serving.repository.layout import is_valid_model_name
+from training.distributed import device_for, world
 from training.export.parity import DEFAULT_TOLERANCE
 from training.regularizers import WeightPenalty, elastic_net_strengths
 
@@ -159,9 +160,8 @@ def build_scheduler(name: str, optimizer: torch.optim.Optimizer, epochs: int) ->
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """auto: cuda when available; under torchrun each process on its own GPU."""
+    return device_for(name, world())
 
 
 def library_versions() -> dict[str, str]:
