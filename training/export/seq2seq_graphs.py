@@ -32,7 +32,7 @@ from torch import nn
 
 from serving.decoding import Hypothesis, StepFn, beam_search, greedy_decode
 from training.export.onnx_export import export_onnx
-from training.export.parity import PROVIDER, ParityError, ParityReport, check_parity
+from training.export.parity import LOG_PROBS_RTOL, PROVIDER, ParityError, ParityReport, check_parity
 from training.models.seq2seq import Seq2Seq
 
 ENCODER_FILE, DECODER_FILE = "encoder.onnx", "decoder_step.onnx"
@@ -41,11 +41,6 @@ STEP_INPUTS = ("prev_ids", "state", "memory", "src_mask")
 STEP_OUTPUTS = ("log_probs", "new_state", "attention")
 DEFAULT_EXPORTER = "legacy"
 PARITY_TOLERANCE = 1e-5
-# log_probs of a trained model reach -20 and beyond, from logits of magnitude ~20 whose float32
-# rounding (a few ulps of 2e-6 through a 256-long dot product) exceeds 1e-5 on its own: the
-# two runtimes' different summation orders measured 1-3e-5 there while every other output
-# stays within 2e-6. log_probs are held to 1e-5 + 1e-5 * |log p| (numpy.allclose's rule).
-LOG_PROBS_RTOL = 1e-5
 ORT_ERRORS = (ort_errors.Fail, ort_errors.InvalidArgument, ort_errors.RuntimeException)
 
 
