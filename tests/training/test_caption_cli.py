@@ -11,7 +11,9 @@ import onnxruntime as ort
 import pytest
 
 from serving.repository import verify_version
+from tests.serving.server_process import ServerProcess
 from training.__main__ import main
+from training.evaluate_caption import main as evaluate_caption
 
 TINY = ["--train-canvases", "160", "--val-canvases", "24", "--test-canvases", "24",
         "--epochs", "1", "--channels", "4,8,8", "--feature-dim", "8", "--hidden", "16",
@@ -82,3 +84,23 @@ def test_exported_graphs_run_as_the_server_runs_them(published):
 def test_folder_dataset_needs_a_data_dir(tmp_path: Path, capsys):
     assert main(["caption", "--dataset", "folder", "--repository", str(tmp_path)]) == 1
     assert "--data-dir" in capsys.readouterr().err
+
+
+def test_served_figures_equal_the_published_ones(published, capsys):
+    """The held-out canvases drawn again from the manifest and captioned by a real server give
+    the figures the run recorded from the exported graphs in-process."""
+    root, name = published
+    version = root / "repo" / name / "1"
+    m = json.loads((version / "manifest.json").read_text())["metrics"]
+    server = ServerProcess(root / "repo").start()
+    try:
+        for beam, recorded in (("0", m), ("1", m["greedy"])):
+            assert evaluate_caption(["--server", server.target, "--version-dir", str(version),
+                                     "--beam-size", beam, "--json"]) == 0
+            served = json.loads(capsys.readouterr().out)["served"]
+            assert served["n_test"] == m["n_test"]
+            for key in ("exact_match", "attention_localisation", "bleu4"):
+                assert served[key] == pytest.approx(recorded[key], abs=1e-9), (beam, key)
+            assert served["max_attention_sum_error"] <= 1e-5
+    finally:
+        server.stop()

@@ -324,7 +324,10 @@ def caption_metrics(hyps: list[Hypothesis], split: CaptionSplit, vocab: Vocabula
     out = {**corpus_bleu(words, refs), "exact_match": exact_match(words, refs),
            "mean_length": float(np.mean([len(x) for x in words]))}
     if split.boxes is not None:
-        out.update(attention_localisation(words, [h.attention for h in hyps],
+        # every generated token has an attention row, <bos>/<pad> ones too (which decode()
+        # leaves out of the words), so localisation reads the tokens themselves
+        tokens = [[vocab.tokens[i] for i in h.tokens] for h in hyps]
+        out.update(attention_localisation(tokens, [h.attention for h in hyps],
                                           [r[0] for r in refs], split.boxes,
                                           split.images.shape[2:], grid))
     return out
