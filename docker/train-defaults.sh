@@ -5,12 +5,18 @@
 #   MODELS      space-separated ARCH:NAME pairs (default "softmax:mnist-softmax mlp:mnist-mlp")
 #   DATA_DIR    an MNIST IDX folder; unset: the digits bundled with the trainer
 #   TRAIN_ARGS  extra options for every `python -m training mnist` run, e.g. "--epochs 5"
+#   TRAIN_PROCESSES  above 1: data-parallel training under torchrun with that many processes
+#               (DDP, gloo on CPU); the published model is the same kind either way
 #   RETRAIN     1: publish a new version even when the model already has one. The default (0)
 #               keeps a published model, so a second `docker compose up` does not retrain.
 set -eu
 REPOSITORY=${REPOSITORY:-/models}
 MODELS=${MODELS:-softmax:mnist-softmax mlp:mnist-mlp}
 PYTHON=${PYTHON:-python}
+PROCESSES=${TRAIN_PROCESSES:-1}
+case $PROCESSES in
+    ''|*[!0-9]*) echo "TRAIN_PROCESSES must be a positive integer, got '$PROCESSES'" >&2; exit 2 ;;
+esac
 
 published() {
     for manifest in "$REPOSITORY/$1"/[0-9]*/manifest.json; do
@@ -26,9 +32,14 @@ for pair in $MODELS; do
         echo "== $name: already published in $REPOSITORY, kept (RETRAIN=1 trains a new version)"
         continue
     fi
-    echo "== $name: training --arch $arch"
+    echo "== $name: training --arch $arch ($PROCESSES process(es))"
+    if [ "$PROCESSES" -gt 1 ]; then
+        set -- "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node="$PROCESSES"
+    else
+        set -- "$PYTHON"
+    fi
     # TRAIN_ARGS and DATA_DIR are split into words on purpose: they carry several options
     # shellcheck disable=SC2086
-    "$PYTHON" -m training mnist --arch "$arch" --name "$name" --repository "$REPOSITORY" \
+    "$@" -m training mnist --arch "$arch" --name "$name" --repository "$REPOSITORY" \
         ${DATA_DIR:+--data-dir "$DATA_DIR"} ${TRAIN_ARGS:-}
 done

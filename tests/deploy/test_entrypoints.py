@@ -4,6 +4,7 @@ and the healthcheck command tells SERVING from everything else."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -175,3 +176,17 @@ def test_healthcheck_fails_unless_serving(health_server):
         assert result.returncode == code, (state, result.stdout, result.stderr)
     nobody = _run([*check, "--target", f"127.0.0.1:{free_port()}", "--timeout", "1"])
     assert nobody.returncode == 1
+
+
+def test_trainer_job_trains_data_parallel_when_asked(tmp_path):
+    trainer = load_compose()["services"]["trainer"]
+    script = parse_dockerfile(DOCKERFILES["trainer"]).source_of(
+        f"/usr/local/bin/{trainer['entrypoint'][0]}")
+    env = {**trainer["environment"], "REPOSITORY": str(tmp_path), "PYTHON": sys.executable,
+           "TRAIN_ARGS": TINY_TRAINING, "MODELS": "softmax:ddp", "TRAIN_PROCESSES": "2"}
+    result = _run([str(script)], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = json.loads((tmp_path / "ddp" / "1" / "manifest.json").read_text())
+    assert manifest["training"]["distributed"]["world_size"] == 2
+    bad = _run([str(script)], {**env, "TRAIN_PROCESSES": "two"})
+    assert bad.returncode == 2 and "TRAIN_PROCESSES" in bad.stderr
