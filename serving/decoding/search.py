@@ -37,31 +37,46 @@ def greedy_decode(step: StepFn, state: np.ndarray, memory: np.ndarray, mask: np.
                   bos_id: int, eos_id: int, max_lengths: np.ndarray) -> list[Hypothesis]:
     batch, source_len = mask.shape
     max_lengths = np.asarray(max_lengths, dtype=np.int64)
-    horizon = int(max_lengths.max(initial=0))
-    tokens = np.zeros((batch, horizon), np.int64)
-    log_probs = np.zeros((batch, horizon), np.float32)
-    attention = np.zeros((batch, horizon, source_len), np.float32)
-    lengths = np.zeros(batch, np.int64)
-    total = np.zeros(batch, np.float64)
-    finished = np.zeros(batch, bool)
     alive = np.flatnonzero(max_lengths > 0)
+    limits = max_lengths[alive]
     prev = np.full(len(alive), bos_id, np.int64)
     state, memory, mask = state[alive], memory[alive], mask[alive]
+    # per step: the sentences it ran, their best token, its log-probability and attention.
+    # Every live sentence has emitted exactly t tokens at step t, so the loop only records;
+    # the hypotheses are assembled once at the end.
+    steps: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     while len(alive):
         step_log_probs, state, step_attention = step(prev, state, memory, mask)
         best = step_log_probs.argmax(axis=1)
-        best_lp = step_log_probs[np.arange(len(alive)), best]
-        total[alive] += best_lp
-        is_eos = best == eos_id
-        emit, at = alive[~is_eos], lengths[alive[~is_eos]]
-        tokens[emit, at] = best[~is_eos]
-        log_probs[emit, at] = best_lp[~is_eos]
-        attention[emit, at] = step_attention[~is_eos]
-        lengths[emit] += 1
-        finished[alive[is_eos]] = True
-        keep = ~is_eos & (lengths[alive] < max_lengths[alive])
-        alive, prev = alive[keep], best[keep]
+        best_lp = np.take_along_axis(step_log_probs, best[:, None], 1)[:, 0]
+        steps.append((alive, best, best_lp, step_attention))
+        keep = (best != eos_id) & (limits > len(steps))
+        if keep.all():  # the usual case: nothing to drop, so no copy of the memory
+            prev = best
+            continue
+        alive, prev, limits = alive[keep], best[keep], limits[keep]
         state, memory, mask = state[keep], memory[keep], mask[keep]
+    return _greedy_hypotheses(steps, batch, source_len, eos_id)
+
+
+def _greedy_hypotheses(steps: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+                       batch: int, source_len: int, eos_id: int) -> list[Hypothesis]:
+    tokens = np.zeros((batch, len(steps)), np.int64)
+    log_probs = np.zeros((batch, len(steps)), np.float32)
+    attention = np.zeros((batch, len(steps), source_len), np.float32)
+    lengths = np.zeros(batch, np.int64)
+    total = np.zeros(batch, np.float64)
+    finished = np.zeros(batch, bool)
+    for t, (rows, best, best_lp, step_attention) in enumerate(steps):
+        total[rows] += best_lp
+        emit = best != eos_id
+        finished[rows[~emit]] = True
+        rows, best, best_lp, step_attention = rows[emit], best[emit], best_lp[emit], \
+            step_attention[emit]
+        tokens[rows, t] = best
+        log_probs[rows, t] = best_lp
+        attention[rows, t] = step_attention
+        lengths[rows] = t + 1
     return [Hypothesis(tokens[b, :n].tolist(), log_probs[b, :n].tolist(),
                        attention[b, :n].copy(), float(total[b]), bool(finished[b]))
             for b, n in enumerate(lengths)]
@@ -70,7 +85,13 @@ def greedy_decode(step: StepFn, state: np.ndarray, memory: np.ndarray, mask: np.
 def beam_search(step: StepFn, state: np.ndarray, memory: np.ndarray, mask: np.ndarray,
                 bos_id: int, eos_id: int, max_lengths: np.ndarray, beam_size: int,
                 length_penalty_alpha: float = 0.0) -> list[Hypothesis]:
-    """The best hypothesis per sentence, ranked by log-probability / length_penalty."""
+    """The best hypothesis per sentence, ranked by log-probability / length_penalty.
+
+    Per step, all sentences at once: each row's k best tokens (a row's share of its sentence's
+    k best extensions can only come from its own k best), then the k best of those k * k per
+    sentence. History is kept as per-step back-pointers and read back only for hypotheses
+    that end, rather than copying every beam's whole history at every step.
+    """
     batch, source_len = mask.shape
     k = beam_size
     max_lengths = np.asarray(max_lengths, dtype=np.int64)
@@ -83,70 +104,117 @@ def beam_search(step: StepFn, state: np.ndarray, memory: np.ndarray, mask: np.nd
     state, memory, mask = state[rows], memory[rows], mask[rows]
     scores = np.tile(np.r_[0.0, np.full(k - 1, -np.inf)], len(sentences))  # one live beam
     prev = np.full(len(rows), bos_id, np.int64)
-    hist_tokens = np.zeros((len(rows), 0), np.int64)
-    hist_lp = np.zeros((len(rows), 0), np.float32)
-    hist_att = np.zeros((len(rows), 0, source_len), np.float32)
+    # per sentence: how many hypotheses ended, and the best of their (normalised) scores
+    found = np.zeros(batch, np.int64)
+    best_found = np.full(batch, -np.inf)
+    history = _History()
     t = 0
     while len(sentences):
         step_log_probs, state, step_attention = step(prev, state, memory, mask)
         n, vocab = len(sentences), step_log_probs.shape[1]
-        total = (scores[:, None] + step_log_probs).reshape(n, k * vocab)
-        top = np.argpartition(-total, k - 1, axis=1)[:, :k]
-        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(total, top, 1), 1), 1)
-        origin = (np.arange(n)[:, None] * k + top // vocab).ravel()
-        token = (top % vocab).ravel()
-        scores = total[np.arange(n)[:, None], top].ravel()
+        per_row = min(k, vocab)
+        if per_row < vocab:
+            best_tokens = np.argpartition(step_log_probs, vocab - per_row, axis=1)[:, -per_row:]
+        else:
+            best_tokens = np.broadcast_to(np.arange(vocab), step_log_probs.shape)
+        total = (scores[:, None] + np.take_along_axis(step_log_probs, best_tokens, 1)) \
+            .reshape(n, k * per_row)
+        top = np.argsort(-total, axis=1, kind="stable")[:, :k]
+        origin = (np.arange(n)[:, None] * k + top // per_row).ravel()
+        token = best_tokens[origin, (top % per_row).ravel()]
+        scores = np.take_along_axis(total, top, 1).ravel()
         token_lp = step_log_probs[origin, token].astype(np.float32)
-        hist_tokens, hist_lp = hist_tokens[origin], hist_lp[origin]
-        hist_att = hist_att[origin]
         state = state[origin]
+        history.add(origin, token, token_lp, step_attention[origin])
         t += 1
         ended = (token == eos_id) & np.isfinite(scores)
         for row in np.flatnonzero(ended):  # a few per step: finished hypotheses leave the beam
-            s = row // k
-            candidates[sentences[s]].append(_hypothesis(
-                hist_tokens[row], hist_lp[row], hist_att[row], scores[row], True,
-                length_penalty_alpha))
+            b = sentences[row // k]
+            hyp = _hypothesis(*history.read(row, ended=True), scores[row], True,
+                              length_penalty_alpha)
+            candidates[b].append(hyp)
+            found[b] += 1
+            best_found[b] = max(best_found[b], hyp.score)
         scores = np.where(ended, -np.inf, scores)
-        hist_tokens = np.concatenate([hist_tokens, token[:, None]], axis=1)
-        hist_lp = np.concatenate([hist_lp, token_lp[:, None]], axis=1)
-        hist_att = np.concatenate([hist_att, step_attention[origin][:, None]], axis=1)
-        done = np.zeros(n, bool)
-        for s, b in enumerate(sentences):
-            live = scores[s * k:(s + 1) * k]
-            if t >= max_lengths[b] or not np.isfinite(live).any():
+        live = scores.reshape(n, k)
+        best_live = live.max(axis=1)
+        at_limit = t >= max_lengths[sentences]
+        # log-probabilities only fall, so a live beam's raw score bounds its future; a length
+        # penalty divides a negative score least at the longest length it could reach
+        bound = np.where(best_live < 0, best_live / length_penalty(
+            max_lengths[sentences] + 1, length_penalty_alpha), best_live)
+        done = at_limit | ~np.isfinite(best_live) | (
+            (found[sentences] >= k) & (best_found[sentences] >= bound))
+        for s in np.flatnonzero(done):
+            b = sentences[s]
+            if at_limit[s]:
                 for row in range(s * k, (s + 1) * k):
                     if np.isfinite(scores[row]):
                         candidates[b].append(_hypothesis(
-                            hist_tokens[row], hist_lp[row], hist_att[row], scores[row], False,
+                            *history.read(row, ended=False), scores[row], False,
                             length_penalty_alpha))
-                done[s] = True
-            elif len(candidates[b]) >= k and _cannot_improve(
-                    candidates[b], live, int(max_lengths[b]), length_penalty_alpha):
-                done[s] = True
-            if done[s]:
-                results[b] = max(candidates[b], key=lambda h: h.score, default=Hypothesis(
-                    [], [], np.zeros((0, source_len), np.float32), -np.inf, False))
-        keep_rows = np.repeat(~done, k)
-        sentences = sentences[~done]
-        scores, prev = scores[keep_rows], token[keep_rows]
-        state, memory, mask = state[keep_rows], memory[keep_rows], mask[keep_rows]
-        hist_tokens, hist_lp, hist_att = hist_tokens[keep_rows], hist_lp[keep_rows], \
-            hist_att[keep_rows]
+            results[b] = max(candidates[b], key=lambda h: h.score, default=Hypothesis(
+                [], [], np.zeros((0, source_len), np.float32), -np.inf, False))
+        if done.any():
+            keep_rows = np.flatnonzero(np.repeat(~done, k))
+            sentences = sentences[~done]
+            scores, prev = scores[keep_rows], token[keep_rows]
+            state, memory, mask = state[keep_rows], memory[keep_rows], mask[keep_rows]
+            history.keep(keep_rows)
+        else:
+            prev = token
     return [r for r in results if r is not None]
+
+
+class _History:
+    """Back-pointers of beam search: for each step, every output row's token, log-probability,
+    attention, and the row of the step before it came from."""
+
+    def __init__(self) -> None:
+        self.origin: list[np.ndarray] = []  # per step: input row each output row extends
+        self.token: list[np.ndarray] = []
+        self.log_prob: list[np.ndarray] = []
+        self.attention: list[np.ndarray] = []
+        self.kept: list[np.ndarray | None] = []  # per step: output rows that became inputs
+
+    def add(self, origin: np.ndarray, token: np.ndarray, log_prob: np.ndarray,
+            attention: np.ndarray) -> None:
+        self.origin.append(origin)
+        self.token.append(token)
+        self.log_prob.append(log_prob)
+        self.attention.append(attention)
+        self.kept.append(None)  # all rows, unless keep() says otherwise
+
+    def keep(self, rows: np.ndarray) -> None:
+        self.kept[-1] = rows
+
+    def read(self, row: int, ended: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Tokens, log-probabilities and attention rows leading to output `row` of the last
+        step; `ended`: that row's token is EOS, which is not part of the output."""
+        tokens, lps, atts = [], [], []
+        t = len(self.token) - 1
+        if ended:
+            row, t = self._parent(row, t), t - 1
+        while t >= 0:
+            tokens.append(self.token[t][row])
+            lps.append(self.log_prob[t][row])
+            atts.append(self.attention[t][row])
+            row, t = self._parent(row, t), t - 1
+        source_len = self.attention[0].shape[1]
+        return (np.array(tokens[::-1], np.int64), np.array(lps[::-1], np.float32),
+                np.array(atts[::-1], np.float32).reshape(len(atts), source_len))
+
+    def _parent(self, row: int, t: int) -> int:
+        """The output row of step t - 1 that output `row` of step t extends."""
+        source = int(self.origin[t][row])
+        if t == 0:
+            return source
+        kept = self.kept[t - 1]
+        return source if kept is None else int(kept[source])
 
 
 def _hypothesis(tokens: np.ndarray, lps: np.ndarray, att: np.ndarray, score: float,
                 finished: bool, alpha: float) -> Hypothesis:
     length = len(tokens) + int(finished)  # EOS counts as an output position
-    return Hypothesis(tokens.tolist(), lps.tolist(), att.copy(),
+    return Hypothesis(tokens.tolist(), lps.tolist(), att,
                       float(score / length_penalty(length, alpha)), finished)
-
-
-def _cannot_improve(found: list[Hypothesis], live: np.ndarray, max_length: int,
-                    alpha: float) -> bool:
-    """Log-probabilities only fall, so a live beam's raw score is an upper bound of its future;
-    a length penalty divides a negative score least at the longest length it could reach."""
-    best_live = float(live.max())
-    bound = best_live / length_penalty(max_length + 1, alpha) if best_live < 0 else best_live
-    return max(h.score for h in found) >= bound
