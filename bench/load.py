@@ -1,26 +1,41 @@
-"""Closed-loop load from a separate process: C concurrent callers for T seconds.
+"""Closed-loop load from separate processes: C concurrent callers for T seconds.
 
-Runs as `python -m bench.load TARGET MODEL API CONCURRENCY SECONDS` and prints one JSON line,
-so the load generator never shares a core's GIL with the server it measures.
+`python -m bench.load TARGET MODEL API CONCURRENCY SECONDS [CHANNELS]` runs the callers on
+CHANNELS connections of their own (so the kernel can spread them over `--processes` workers)
+and prints one JSON line with every latency. `generate_load` runs several such processes and
+merges them, so the load never shares a GIL with the server it measures, and one Python client
+process is not the ceiling of what is measured.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from serving.api.generated.inference import grpc_service_pb2 as oip
 from serving.api.generated.inference import grpc_service_pb2_grpc as oip_grpc
 from serving.api.generated.smallserve.v1 import model_service_pb2_grpc as api_grpc
 from serving.client.messages import classify_request
 
+APIS = ("smallserve", "oip", "health")
+ROOT = Path(__file__).resolve().parents[1]
 
-def request_maker(api: str, model: str, channel: grpc.aio.Channel):
+
+def request_maker(api: str, model: str, channel: grpc.aio.Channel) -> Any:
+    """A zero-argument coroutine factory for one call of the API."""
+    if api == "health":  # no model at all: the floor of one call through this server
+        health = health_pb2_grpc.HealthStub(channel)
+        check = health_pb2.HealthCheckRequest(service="")
+        return lambda: health.Check(check, timeout=30)
     pixels = np.random.default_rng(0).integers(0, 256, (1, 28, 28)).astype(np.uint8)
     if api == "smallserve":
         stub = api_grpc.ModelServiceStub(channel)
@@ -33,17 +48,21 @@ def request_maker(api: str, model: str, channel: grpc.aio.Channel):
     return lambda: stub.ModelInfer(request, timeout=30)
 
 
-async def generate(target: str, model: str, api: str, concurrency: int,
-                   seconds: float) -> dict[str, float]:
+async def generate(target: str, model: str, api: str, concurrency: int, seconds: float,
+                   channels: int = 1) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
-    async with grpc.aio.insecure_channel(target) as channel:
-        call = request_maker(api, model, channel)
-        for _ in range(5):
-            await call()  # connection and server warm-up, not measured
+    # a local subchannel pool each: channels to one target would otherwise share a connection
+    opened = [grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+              for _ in range(channels)]
+    calls = [request_maker(api, model, c) for c in opened]
+    try:
+        for call in calls:
+            for _ in range(3):
+                await call()  # connection and server warm-up, not measured
         stop = time.perf_counter() + seconds
 
-        async def caller() -> None:
+        async def caller(call: Any) -> None:
             nonlocal errors
             while time.perf_counter() < stop:
                 start = time.perf_counter()
@@ -54,16 +73,42 @@ async def generate(target: str, model: str, api: str, concurrency: int,
                     errors += 1
 
         begin = time.perf_counter()
-        await asyncio.gather(*(caller() for _ in range(concurrency)))
+        await asyncio.gather(*(caller(calls[i % channels]) for i in range(concurrency)))
         elapsed = time.perf_counter() - begin
-    ordered = sorted(latencies)
-    return {"requests": len(ordered), "errors": errors,
-            "throughput_rps": round(len(ordered) / elapsed, 1),
-            "p50_ms": round(ordered[len(ordered) // 2] * 1e3, 3) if ordered else 0.0,
-            "p99_ms": round(ordered[int(len(ordered) * 0.99)] * 1e3, 3) if ordered else 0.0}
+    finally:
+        for c in opened:
+            await c.close()
+    return {"elapsed": elapsed, "errors": errors,
+            "latencies_ms": [round(x * 1e3, 4) for x in latencies]}
+
+
+def generate_load(target: str, model: str, api: str, concurrency: int, seconds: float,
+                  processes: int = 2, channels: int = 2) -> dict[str, Any]:
+    """Throughput and latency percentiles of `concurrency` callers split over `processes`
+    load processes (never more processes than callers), each on `channels` connections."""
+    processes = max(1, min(processes, concurrency))
+    shares = [concurrency // processes + (i < concurrency % processes)
+              for i in range(processes)]
+    procs = [subprocess.Popen([sys.executable, "-m", "bench.load", target, model, api,
+                               str(n), str(seconds), str(channels)],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True) for n in shares]
+    outs = [json.loads(p.communicate(timeout=seconds + 120)[0]) for p in procs]
+    if any(p.returncode for p in procs):
+        raise RuntimeError(f"a load process failed against {target}")
+    latencies = sorted(x for o in outs for x in o["latencies_ms"])
+    # each process measured its own window; they overlap, so requests / longest window
+    elapsed = max(o["elapsed"] for o in outs)
+    return {"requests": len(latencies), "errors": sum(o["errors"] for o in outs),
+            "throughput_rps": round(len(latencies) / elapsed, 1),
+            "p50_ms": _percentile(latencies, 50), "p99_ms": _percentile(latencies, 99)}
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))] if ordered else 0.0
 
 
 if __name__ == "__main__":
     target, model, api, concurrency, seconds = sys.argv[1:6]
+    channels = int(sys.argv[6]) if len(sys.argv) > 6 else 1
     print(json.dumps(asyncio.run(generate(target, model, api, int(concurrency),
-                                          float(seconds)))))
+                                          float(seconds), channels))))

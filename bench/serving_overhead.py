@@ -1,4 +1,9 @@
-"""The server over loopback against in-process onnxruntime on the same inputs (concurrency 1)."""
+"""The server over loopback against in-process onnxruntime on the same inputs (concurrency 1).
+
+A third column, interleaved with the other two, is a grpc.health.v1 Check on the same server:
+a call that runs no model and no project code, i.e. the part of the overhead that is Python
+gRPC itself (client and server) on this machine.
+"""
 
 from __future__ import annotations
 
@@ -15,38 +20,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
-import onnxruntime as ort
-import torch
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.eager_vs_onnxruntime import MNIST_MEAN, MNIST_STD
+from bench.models import publish_classifier
 from bench.timing import interleaved
 from serving.client import Client
-from serving.repository import VersionWriter
-from training.export.classifier_graph import INPUT_NAME, OUTPUT_NAMES, ClassifierGraph
-from training.export.onnx_export import export_onnx
-from training.models import build_classifier
+from serving.runtime.session import SessionConfig, create_session
+from training.export.classifier_graph import INPUT_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def publish_untrained(repository: Path, arch: str) -> Path:
-    torch.manual_seed(0)
-    graph = ClassifierGraph(build_classifier(arch, (1, 28, 28), 10), MNIST_MEAN, MNIST_STD).eval()
-    with VersionWriter(repository, f"bench-{arch}") as w:
-        export_onnx(graph, (torch.zeros(2, 1, 28, 28),), w.path / "model.onnx", [INPUT_NAME],
-                    list(OUTPUT_NAMES), {INPUT_NAME: {0: "batch"}})
-        _, path = w.commit({
-            "task": "classify", "graphs": {"model": "model.onnx"},
-            "inputs": [{"name": INPUT_NAME, "dtype": "float32", "shape": [-1, 1, 28, 28]}],
-            "outputs": [{"name": n, "dtype": "float32", "shape": [-1, 10]}
-                        for n in OUTPUT_NAMES],
-            "labels": [str(i) for i in range(10)],
-            "preprocessing": {"kind": "image", "color": "grayscale", "channels": 1,
-                              "height": 28, "width": 28},
-            "parity": {"max_abs_diff": 0.0, "note": "benchmark model, not checked"},
-            "metrics": {}})
-    return path
 
 
 def _free_port() -> int:
@@ -78,20 +62,24 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         repository = Path(tmp)
         for arch in ("mlp", "cnn"):
-            publish_untrained(repository, arch)
-        with running_server(repository) as target, Client(target) as client:
+            publish_classifier(repository, arch)
+        with running_server(repository) as target, Client(target) as client, \
+                grpc.insecure_channel(target) as channel:
+            health = partial(health_pb2_grpc.HealthStub(channel).Check,
+                             health_pb2.HealthCheckRequest(service=""))
             for arch in ("mlp", "cnn"):
                 model = f"bench-{arch}"
-                session = ort.InferenceSession(str(repository / model / "1" / "model.onnx"),
-                                               providers=["CPUExecutionProvider"])
+                # the server's own session options, so the difference is the serving alone
+                session, _ = create_session(repository / model / "1" / "model.onnx", None,
+                                            SessionConfig())
                 for batch in (1, 32):
                     x = np.random.default_rng(1).integers(0, 256, (batch, 1, 28, 28)) \
                         .astype(np.uint8)
                     served = partial(client.classify, model, pixels=x, top_k=1)
                     local = partial(session.run, ["probabilities"],
                                     {INPUT_NAME: x.astype(np.float32)})
-                    t = interleaved({"server": served, "in_process": local},
-                                    50 if quick else 300)
+                    t = interleaved({"server": served, "in_process": local, "health": health},
+                                    100 if quick else 300)
                     rows.append({
                         "benchmark": "server_vs_in_process", "model": model, "batch": batch,
                         "api": "smallserve.v1 Classify",
@@ -99,7 +87,8 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                         "server_p50_ms": round(t["server"].median_ms, 4),
                         "server_p99_ms": round(t["server"].percentile_ms(99), 4),
                         "overhead_p50_ms": round(t["server"].median_ms
-                                                 - t["in_process"].median_ms, 4)})
+                                                 - t["in_process"].median_ms, 4),
+                        "grpc_floor_p50_ms": round(t["health"].median_ms, 4)})
     return rows
 
 

@@ -1,0 +1,72 @@
+"""Each benchmark runs end to end in a tiny configuration and returns the rows its tables
+print. No timing is asserted: these machines are too noisy for that, and the figures are for
+`python -m bench`, not for tests."""
+
+from pathlib import Path
+
+import pytest
+
+from bench import decoding_speed, eager_vs_onnxruntime, models, server_throughput
+from bench.__main__ import markdown
+
+TIMING = {"eager_ms", "onnxruntime_ms", "speedup"}
+
+
+@pytest.fixture(scope="module")
+def small_translation() -> models.Translation:
+    return models.translation(vocab=300, embedding_dim=16, hidden=16, encoder_hidden=8,
+                              attention_dim=8)
+
+
+def test_eager_vs_onnxruntime_image_models(tmp_path: Path) -> None:
+    rows = eager_vs_onnxruntime.image_rows("tagger-cnn", models.tagger_graph("cnn"),
+                                           models.TAGGER_SHAPE, tmp_path, 1, True, (1, 2))
+    assert [r["batch"] for r in rows] == [1, 2]
+    for r in rows:
+        assert TIMING | {"model", "work", "batch", "threads"} <= r.keys()
+        assert r["eager_ms"] > 0 and r["onnxruntime_ms"] > 0
+    assert "| tagger-cnn |" in markdown(rows)
+
+
+def test_eager_vs_onnxruntime_greedy_translation(tmp_path: Path,
+                                                 small_translation: models.Translation) -> None:
+    rows = eager_vs_onnxruntime.translation_rows(tmp_path, 1, True, (1, 3), small_translation)
+    assert [r["batch"] for r in rows] == [1, 3]
+    for r in rows:
+        assert TIMING | {"work", "same_tokens"} <= r.keys()
+        # the same model in both runtimes decodes the same tokens
+        assert r["same_tokens"] == 1.0
+
+
+def test_eager_vs_onnxruntime_greedy_captioning(tmp_path: Path) -> None:
+    graph = models.captioner(size=16, channels=(4, 8), feature_dim=8, hidden=8)
+    rows = eager_vs_onnxruntime.caption_rows(tmp_path, 1, True, (2,), graph)
+    assert len(rows) == 1 and rows[0]["model"] == "caption (lstm, 4x4 grid)"
+    assert TIMING | {"same_tokens"} <= rows[0].keys() and rows[0]["same_tokens"] == 1.0
+
+
+def test_decoding_speed_in_process_and_served(small_translation: models.Translation) -> None:
+    rows = decoding_speed.run(quick=True, batches=(2,), translation=small_translation)
+    speed = [r for r in rows if r["benchmark"] == "decoding_speed"]
+    assert [r["where"] for r in speed] == ["in-process", "server"]
+    for r in speed:
+        assert {"greedy_sentences_s", "beam4_sentences_s", "beam4_cost_x",
+                "max_length"} <= r.keys()
+        assert r["greedy_sentences_s"] > 0 and r["beam4_sentences_s"] > 0
+    binding = [r for r in rows if r["benchmark"] == "decoder_io_binding"]
+    assert [r["search"] for r in binding] == ["greedy", "beam 4"]
+    assert {"session_run_ms", "io_binding_ms", "io_binding_speedup"} <= binding[0].keys()
+
+
+def test_server_throughput_rows() -> None:
+    rows = server_throughput.run(todo=[(1, "mlp", "smallserve", 2), (1, "mlp", "oip", 1)],
+                                 seconds=0.3)
+    measured = [r for r in rows if r["api"] != "health"]
+    assert {(r["api"], r["batching"]) for r in measured} == {
+        ("smallserve", "off"), ("smallserve", "on"), ("oip", "off"), ("oip", "on")}
+    for r in measured:
+        assert {"throughput_rps", "p50_ms", "p99_ms", "rows_per_run", "errors"} <= r.keys()
+        assert r["requests"] > 0 and r["errors"] == 0
+        assert r["rows_per_run"] >= 1
+    assert all("vs_no_batching" in r for r in measured if r["batching"] == "on")
+    assert [r["api"] for r in rows].count("health") == 1
