@@ -64,9 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="onnxruntime threads inside one operator (0: one per core)")
     p.add_argument("--inter-op-threads", type=int, default=int(_env("inter_op_threads", "0")),
                    help="onnxruntime threads across operators (0: default)")
-    p.add_argument("--ort-spinning", choices=["on", "off"], default=_env("ort_spinning", "off"),
-                   help="let onnxruntime's threads busy-wait between runs (lower latency on "
-                        "idle cores, CPU taken from gRPC on busy ones)")
+    p.add_argument("--ort-spinning", choices=["auto", "on", "off"],
+                   default=_env("ort_spinning", "auto"),
+                   help="let onnxruntime's threads busy-wait for work: 'auto' turns it off for "
+                        "classifiers and taggers (a few large operators per call: spinning "
+                        "only takes CPU from gRPC) and on for decoder steps (dozens of tiny "
+                        "operators per step, each of which would otherwise wake its threads)")
     p.add_argument("--workers", type=int, default=int(_env("workers", "4")),
                    help="inference calls that may run at once")
     p.add_argument("--max-batch-size", type=int, default=int(_env("max_batch_size", "1024")),
@@ -140,7 +143,7 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         session=SessionConfig(providers=parse_provider_list(args.providers),
                               intra_op_threads=args.intra_op_threads,
                               inter_op_threads=args.inter_op_threads,
-                              allow_spinning=args.ort_spinning == "on",
+                              allow_spinning={"on": True, "off": False}.get(args.ort_spinning),
                               model_providers=model_providers or None),
         workers=args.workers, max_batch_size=args.max_batch_size,
         max_message_bytes=args.max_message_bytes, poll_interval=args.poll_interval,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,6 +22,11 @@ class Runner:
     task: ClassVar[str] = ""
     # rows of different calls may share one run (false for models that decode whole batches)
     batchable: ClassVar[bool] = True
+    # onnxruntime thread spinning unless the server's flag says otherwise. Off for graphs of a
+    # few large operators run once per call: the busy-waiting between calls only takes CPU
+    # from the gRPC threads (measured on two cores, 32 concurrent classify calls: 2.1 vs 1.2
+    # ms of CPU per call, same p50).
+    spinning: ClassVar[bool] = False
 
     def __init__(self, manifest: Manifest, version_dir: Path, config: SessionConfig) -> None:
         self.manifest = manifest
@@ -30,6 +35,8 @@ class Runner:
             or manifest.serving.get("providers") or config.providers
         self.sessions: dict[str, Any] = {}
         self.providers: list[str] = []
+        if config.allow_spinning is None:
+            config = replace(config, allow_spinning=self.spinning)
         for role, filename in manifest.graphs.items():
             session, active = create_session(version_dir / filename, requested, config)
             self.sessions[role] = session

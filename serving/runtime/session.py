@@ -21,10 +21,9 @@ class SessionConfig:
     intra_op_threads: int = 0  # 0: onnxruntime's default (one per core)
     inter_op_threads: int = 0
     model_providers: dict[str, list[str]] | None = None  # per-model override by name
-    # onnxruntime's pool threads busy-wait after each run by default. In a server that CPU is
-    # taken from the gRPC and event-loop threads: measured on two cores at 32 concurrent
-    # calls, spinning cost ~1 ms of CPU per classify call (2.1 vs 1.2 ms) for no lower p50.
-    allow_spinning: bool = False
+    # Whether onnxruntime's pool threads busy-wait for work; None: the runner decides by the
+    # shape of its graphs (see Runner.spinning).
+    allow_spinning: bool | None = None
 
 
 SessionFactory = Callable[..., Any]
@@ -35,9 +34,10 @@ def session_options(config: SessionConfig) -> ort.SessionOptions:
     opts.intra_op_num_threads = config.intra_op_threads
     opts.inter_op_num_threads = config.inter_op_threads
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    spin = "1" if config.allow_spinning else "0"
-    opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
-    opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    if config.allow_spinning is not None:
+        spin = "1" if config.allow_spinning else "0"
+        opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
     opts.log_severity_level = 3  # onnxruntime's own warnings drown the operator's log
     return opts
 
