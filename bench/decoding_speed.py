@@ -6,6 +6,7 @@ The model is the real-data architecture (GRU, additive attention, 3000 pieces), 
 with its end-of-sentence logit suppressed (bench.models): every sentence of every decode runs
 exactly MAX_LENGTH steps, so greedy and beam 4 do the same number of steps and differ only in
 the rows per step (1 vs 4 per sentence) and the search work. Sources are 6-14 pieces + EOS.
+Both the in-process runner and the server run onnxruntime on THREADS threads.
 
 A second table compares the decoder step through session.run with the same step through
 onnxruntime IO binding (memory and mask bound once per decode, outputs bound on the CPU).
@@ -34,12 +35,15 @@ from serving.runtime.session import SessionConfig
 
 MAX_LENGTH = 20
 BEAM = 4
+# onnxruntime threads, in-process and in the server alike: one, as in eager_vs_onnxruntime's
+# quick run; on a shared machine a second thread measures the neighbours more than the search
+THREADS = 1
 STEP_OUTPUTS = ["log_probs", "new_state", "attention"]
 
 
 def _speed_row(where: str, batch: int, greedy: float, beam: float) -> dict[str, Any]:
     return {"benchmark": "decoding_speed", "where": where, "batch": batch,
-            "max_length": MAX_LENGTH, "greedy_ms": round(greedy, 2),
+            "max_length": MAX_LENGTH, "ort_threads": THREADS, "greedy_ms": round(greedy, 2),
             f"beam{BEAM}_ms": round(beam, 2),
             "greedy_sentences_s": round(batch / greedy * 1e3, 1),
             f"beam{BEAM}_sentences_s": round(batch / beam * 1e3, 1),
@@ -125,9 +129,10 @@ def run(quick: bool = False, batches: tuple[int, ...] = (1, 32), through_server:
     with tempfile.TemporaryDirectory() as tmp:
         repository = Path(tmp)
         version = models.publish_translation(repository, t)
-        runner = load_runner(version, SessionConfig())
+        runner = load_runner(version, SessionConfig(intra_op_threads=THREADS))
         assert isinstance(runner, TranslatorRunner)
-        with running_server(repository) if through_server else nullcontext() as target:
+        serving = running_server(repository, "--intra-op-threads", str(THREADS))
+        with serving if through_server else nullcontext() as target:
             for batch in batches:
                 texts = t.sentences(batch, seed=batch)
                 repeats = (10 if batch < 32 else 5) if quick else (30 if batch < 32 else 10)
