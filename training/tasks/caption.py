@@ -129,7 +129,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="additive attention size (default: %(default)s)")
     model.add_argument("--attention-reg", type=non_negative_float, default=None,
                        help="weight of the doubly stochastic attention penalty "
-                            "sum_cells (1 - sum_t alpha)^2 per image")
+                            "sum_cells (1 - sum_t alpha)^2 per image, relative to the "
+                            "cross-entropy summed over the caption as in Xu et al.")
     dec = parser.add_argument_group("decoding")
     dec.add_argument("--max-length", type=positive_int, default=None,
                      help="words per caption: training captions are cut here, search stops "
@@ -276,7 +277,11 @@ def train_captioner(graph: EncoderGraph, train: CaptionSplit, validation: Captio
         loss = ce
         if args.attention_reg:
             valid = tokens[:, 1:] != vocab.pad_id
-            loss = loss + args.attention_reg * doubly_stochastic_penalty(attention, valid)
+            # Xu et al. add the penalty to cross-entropy SUMMED over a caption's words; ce here
+            # is a per-word mean, so the penalty is divided by the mean caption length to keep
+            # their balance (undivided, it outweighed ce ~5x and pinned attention to uniform)
+            words = valid.sum(dim=1).float().mean()
+            loss = loss + args.attention_reg * doubly_stochastic_penalty(attention, valid) / words
         return StepOutput(loss, len(idx), {"ce": ce.item() * len(idx)})
 
     def evaluate(graph: EncoderGraph) -> dict[str, float]:
