@@ -60,7 +60,7 @@ from training.export.caption_graphs import (
     search,
     torch_step,
 )
-from training.loop import StepOutput, TrainConfig, TrainResult, fit
+from training.loop import StepOutput, TrainResult, fit
 from training.models.captioner import Captioner, caption_loss, doubly_stochastic_penalty
 from training.seeding import seed_everything
 from training.tasks.common import (
@@ -74,6 +74,7 @@ from training.tasks.common import (
     non_negative_int,
     positive_int,
     resolve_device,
+    train_config,
     unit_interval,
 )
 
@@ -300,9 +301,7 @@ def train_captioner(graph: EncoderGraph, train: CaptionSplit, validation: Captio
     optimizer = build_optimizer(args.optimizer, graph.parameters(), args.lr, args.momentum)
     return fit(
         graph, step, ShuffledBatches(pairs, args.batch_size, args.seed), evaluate, optimizer,
-        TrainConfig(epochs=args.epochs, patience=args.patience or None,
-                    checkpoint_dir=args.checkpoint_dir, grad_clip=args.grad_clip,
-                    progress=not args.quiet, log=None if args.quiet else print),
+        train_config(args),
         scheduler=build_scheduler(args.lr_schedule, optimizer, args.epochs),
         penalty=build_penalty(args),
     )

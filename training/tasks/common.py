@@ -16,6 +16,7 @@ import torch
 from serving.repository.layout import is_valid_model_name
 from training.distributed import device_for, world
 from training.export.parity import DEFAULT_TOLERANCE
+from training.loop import TrainConfig
 from training.regularizers import WeightPenalty, elastic_net_strengths
 
 OPTIMIZERS = ("sgd", "adam")
@@ -103,6 +104,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                      help="clip the global gradient norm to this value")
     opt.add_argument("--seed", type=int, default=0,
                      help="seeds initialisation, dropout and batch order (default: %(default)s)")
+    opt.add_argument("--max-minutes", type=positive_float, default=None,
+                     help="training time budget; no epoch starts that would, at the last "
+                          "epoch's pace, end past it")
     opt.add_argument("--device", default="auto",
                      help="auto (cuda when available), cpu, cuda, cuda:1 ... "
                           "(default: %(default)s)")
@@ -134,6 +138,14 @@ def penalty_strengths(args: argparse.Namespace) -> tuple[float, float]:
 
 def build_penalty(args: argparse.Namespace) -> WeightPenalty | None:
     return WeightPenalty.build(*penalty_strengths(args))
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The trainer loop's settings from the options every task shares."""
+    return TrainConfig(epochs=args.epochs, patience=args.patience or None,
+                       checkpoint_dir=args.checkpoint_dir, grad_clip=args.grad_clip,
+                       progress=not args.quiet, log=None if args.quiet else print,
+                       max_seconds=args.max_minutes * 60 if args.max_minutes else None)
 
 
 def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float,

@@ -33,7 +33,7 @@ from training.export.classifier_graph import (
 from training.export.onnx_export import export_onnx
 from training.export.parity import check_parity
 from training.export.quantize import compare, quantize_int8
-from training.loop import StepOutput, TrainConfig, TrainResult, fit
+from training.loop import StepOutput, TrainResult, fit
 from training.losses import cross_entropy
 from training.metrics import format_confusion_matrix
 from training.models import ACTIVATIONS, ARCHITECTURES, build_classifier
@@ -48,6 +48,7 @@ from training.tasks.common import (
     penalty_strengths,
     positive_int,
     resolve_device,
+    train_config,
 )
 
 HELP = "softmax / MLP / CNN digit classifier (MNIST IDX files or bundled digits)"
@@ -213,9 +214,7 @@ def train_classifier(model: nn.Module, train: Split, validation: Split,
     return fit(
         model, step, ShuffledBatches((x_train, y_train), args.batch_size, args.seed), evaluate,
         optimizer,
-        TrainConfig(epochs=args.epochs, patience=args.patience or None,
-                    checkpoint_dir=args.checkpoint_dir, grad_clip=args.grad_clip,
-                    progress=not args.quiet, log=None if args.quiet else print),
+        train_config(args),
         scheduler=build_scheduler(args.lr_schedule, optimizer, args.epochs),
         penalty=build_penalty(args),
     )

@@ -55,7 +55,7 @@ from training.export.classifier_graph import (
 )
 from training.export.onnx_export import export_onnx
 from training.export.parity import ParityReport, check_parity
-from training.loop import StepOutput, TrainConfig, TrainResult, fit
+from training.loop import StepOutput, TrainResult, fit
 from training.losses import balancing_pos_weight, binary_cross_entropy
 from training.models import ACTIVATIONS
 from training.models.taggers import TAGGER_ARCHITECTURES, build_tagger, init_output_bias
@@ -81,6 +81,7 @@ from training.tasks.common import (
     positive_float,
     positive_int,
     resolve_device,
+    train_config,
     unit_interval,
 )
 
@@ -289,9 +290,7 @@ def train_tagger(graph: ClassifierGraph, train: TaggingSplit, validation: Taggin
     return fit(
         graph, step, ShuffledBatches((x_train, y_train), args.batch_size, args.seed), evaluate,
         optimizer,
-        TrainConfig(epochs=args.epochs, patience=args.patience or None,
-                    checkpoint_dir=args.checkpoint_dir, grad_clip=args.grad_clip,
-                    progress=not args.quiet, log=None if args.quiet else print),
+        train_config(args),
         scheduler=build_scheduler(args.lr_schedule, optimizer, args.epochs),
         penalty=build_penalty(args),
     )

@@ -45,7 +45,7 @@ from training.export.seq2seq_graphs import (
     export_translation_graphs,
     greedy_torch,
 )
-from training.loop import StepOutput, TrainConfig, TrainResult, fit
+from training.loop import StepOutput, TrainResult, fit
 from training.models.attention import ATTENTION_TYPES
 from training.models.seq2seq import RNN_TYPES, Seq2Seq, Seq2SeqConfig
 from training.seeding import seed_everything
@@ -62,6 +62,7 @@ from training.tasks.common import (
     positive_int,
     probability,
     resolve_device,
+    train_config,
     unit_interval,
 )
 from training.tokenizer import BOS_ID, EOS_ID, MODEL_TYPES, PAD_ID, TranslationTokenizer
@@ -159,8 +160,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "(default: %(default)s)")
     model.add_argument("--label-smoothing", type=probability, default=None,
                        help="(default: 0.1; toy 0)")
-    model.add_argument("--max-minutes", type=positive_float, default=None,
-                       help="training time budget; no epoch starts that would end past it")
     model.add_argument("--threads", type=positive_int, default=1,
                        help="CPU threads for PyTorch and onnxruntime. The RNN steps are small "
                             "matrix products that gain little from more; on a shared machine "
@@ -323,10 +322,7 @@ def train_model(model: Seq2Seq, sources: list[list[int]], targets: list[list[int
         TranslationBatches(sources, targets, args.batch_size, args.seed, PAD_ID, BOS_ID,
                            EOS_ID, device),
         evaluate, optimizer,
-        TrainConfig(epochs=args.epochs, patience=args.patience or None,
-                    checkpoint_dir=args.checkpoint_dir, grad_clip=args.grad_clip,
-                    progress=not args.quiet, log=None if args.quiet else print,
-                    max_seconds=args.max_minutes * 60 if args.max_minutes else None),
+        train_config(args),
         scheduler=build_scheduler(args.lr_schedule, optimizer, args.epochs),
         penalty=build_penalty(args),
     )
