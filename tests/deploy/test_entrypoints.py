@@ -14,6 +14,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from serving.client import TLSOptions
 from serving.config import build_parser, parse_config
 from tests.conftest import ROOT
 from tests.deploy.files import (
@@ -23,7 +24,9 @@ from tests.deploy.files import (
     load_yaml,
     parse_dockerfile,
 )
+from tests.serving.certificates import make_pki
 from tests.serving.server_process import ServerProcess, free_port
+from tests.serving.synthetic import publish_classifier
 
 SERVER_IMAGES = {"server": "server", "server-gpu": "server-gpu", "server-replica": "server"}
 # small enough for a test, large enough to run every step of a real training run
@@ -190,3 +193,35 @@ def test_trainer_job_trains_data_parallel_when_asked(tmp_path):
     assert manifest["training"]["distributed"]["world_size"] == 2
     bad = _run([str(script)], {**env, "TRAIN_PROCESSES": "two"})
     assert bad.returncode == 2 and "TRAIN_PROCESSES" in bad.stderr
+
+
+@pytest.mark.parametrize("mutual", [False, True])
+def test_healthcheck_speaks_the_servers_tls(tmp_path, mutual):
+    """With TLS on (and client certificates demanded), the image's healthcheck still tells
+    SERVING, given the CA (and a client certificate) in its environment."""
+    pki = make_pki(tmp_path / "pki")
+    publish_classifier(tmp_path / "repo", "m")
+    server_env = {"SMALLSERVE_TLS_CERT": str(pki.server_cert),
+                  "SMALLSERVE_TLS_KEY": str(pki.server_key)}
+    if mutual:
+        server_env["SMALLSERVE_TLS_CLIENT_CA"] = str(pki.ca)
+    probe = TLSOptions.from_files(pki.ca, pki.client_cert, pki.client_key).credentials()
+    check = _local(load_compose()["services"]["server"]["healthcheck"]["test"][1:], "server")
+    with ServerProcess(tmp_path / "repo", env=server_env, credentials=probe) as server:
+        env = {**server_env, "SMALLSERVE_PORT": str(server.port), "HEALTHCHECK_CA": str(pki.ca)}
+        if mutual:
+            env |= {"HEALTHCHECK_CLIENT_CERT": str(pki.client_cert),
+                    "HEALTHCHECK_CLIENT_KEY": str(pki.client_key)}
+        ok = _run(check, env)
+        assert ok.returncode == 0 and "SERVING" in ok.stdout, ok.stdout + ok.stderr
+        # by default the server's own certificate is the trust anchor (gRPC accepts a leaf)
+        own = {k: v for k, v in env.items() if k != "HEALTHCHECK_CA"}
+        assert _run([*check, "--timeout", "2"], own).returncode == 0
+        # a CA that did not sign the server's certificate is refused, and so is plaintext
+        wrong = {**env, "HEALTHCHECK_CA": str(pki.stranger_cert)}
+        assert _run([*check, "--timeout", "2"], wrong).returncode == 1
+        plain = {"SMALLSERVE_PORT": str(server.port), "SMALLSERVE_TLS_CERT": ""}
+        assert _run([*check, "--timeout", "2"], plain).returncode == 1
+        if mutual:
+            anonymous = {k: v for k, v in env.items() if not k.startswith("HEALTHCHECK_CLIENT")}
+            assert _run([*check, "--timeout", "2"], anonymous).returncode == 1
