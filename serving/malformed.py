@@ -15,6 +15,8 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
+from serving import metrics
+
 
 class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(
@@ -29,7 +31,7 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
             inner_stream = handler.unary_stream
 
             async def unary_stream(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
-                request = await _parsed(parse, raw, context)
+                request = await _parsed(parse, raw, context, details.method)
                 result = inner_stream(request, context)
                 if hasattr(result, "__aiter__"):
                     async for response in result:
@@ -42,7 +44,7 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
         inner = handler.unary_unary
 
         async def unary_unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
-            result = inner(await _parsed(parse, raw, context), context)
+            result = inner(await _parsed(parse, raw, context, details.method), context)
             return await result if inspect.isawaitable(result) else result
 
         return grpc.unary_unary_rpc_method_handler(
@@ -50,10 +52,11 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
 
 
 async def _parsed(parse: Callable[[bytes], Any], raw: bytes,
-                  context: grpc.aio.ServicerContext) -> Any:
+                  context: grpc.aio.ServicerContext, method: str) -> Any:
     try:
         return parse(raw)
     except (DecodeError, ValueError, UnicodeDecodeError) as e:
+        metrics.REFUSED.labels(method, grpc.StatusCode.INVALID_ARGUMENT.name).inc()
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                             f"the request is not a valid {_name(parse)} message: {e}")
 

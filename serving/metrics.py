@@ -13,6 +13,10 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 REQUESTS = Counter("smallserve_requests", "gRPC calls answered, by API, method, model and "
                    "status code", ["api", "method", "model", "code"], registry=REGISTRY)
+# calls refused before any handler ran (no model is known then): bad bearer tokens, request bytes
+# that do not parse
+REFUSED = Counter("smallserve_refused", "gRPC calls refused before reaching a handler, by "
+                  "method and status code", ["method", "code"], registry=REGISTRY)
 REQUEST_SECONDS = Histogram("smallserve_request_seconds", "Time from call to answer",
                             ["api", "method", "model"], buckets=LATENCY_BUCKETS,
                             registry=REGISTRY)

@@ -20,6 +20,8 @@ from typing import Any
 
 import grpc
 
+from serving import metrics
+
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "SMALLSERVE_AUTH_TOKEN"
@@ -153,7 +155,7 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
                 self.allows(details.invocation_metadata or ()):
             return handler
         log.debug("refused a call to %s without a valid token", details.method)
-        return _refusal(handler)
+        return _refusal(handler, details.method)
 
     def allows(self, metadata: Sequence[Any]) -> bool:
         values = [m.value for m in metadata if m.key == "authorization"]
@@ -172,12 +174,13 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
 MESSAGE = "missing or invalid bearer token (metadata 'authorization: Bearer <token>')"
 
 
-async def _refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
-    await context.abort(grpc.StatusCode.UNAUTHENTICATED, MESSAGE)
-
-
-def _refusal(handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler:
+def _refusal(handler: grpc.RpcMethodHandler | None, method: str) -> grpc.RpcMethodHandler:
     """A handler of the same streaming kind that refuses before reading any request."""
+
+    async def _refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+        metrics.REFUSED.labels(method, grpc.StatusCode.UNAUTHENTICATED.name).inc()
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, MESSAGE)
+
     streaming_in = handler is not None and handler.request_streaming
     streaming_out = handler is not None and handler.response_streaming
     if streaming_in:

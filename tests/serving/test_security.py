@@ -7,6 +7,7 @@ import re
 import secrets
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -25,7 +26,7 @@ from serving.security import TOKEN_ENV, TokenAuthInterceptor, token_digest
 from serving.server import Server
 from tests.conftest import ROOT
 from tests.serving.certificates import make_pki
-from tests.serving.server_process import ServerProcess
+from tests.serving.server_process import ServerProcess, free_port
 from tests.serving.synthetic import publish_classifier
 
 TOKEN = "tok-" + secrets.token_urlsafe(24)
@@ -55,10 +56,12 @@ def client_tls(pki) -> TLSOptions:
 @pytest.fixture(scope="module")
 def mtls_server(pki, repo):
     """Mutual TLS, the token from the environment."""
+    metrics_port = free_port()
     with ServerProcess(repo, "--tls-cert", str(pki.server_cert), "--tls-key",
                        str(pki.server_key), "--tls-client-ca", str(pki.ca),
-                       env={TOKEN_ENV: TOKEN},
+                       "--metrics-port", str(metrics_port), env={TOKEN_ENV: TOKEN},
                        credentials=client_tls(pki).credentials()) as server:
+        server.metrics_port = metrics_port
         yield server
 
 
@@ -315,3 +318,24 @@ def test_a_file_that_is_not_pem_is_named_at_start(tmp_path, pki):
             return None
 
         assert message in (asyncio.run(start()) or ""), message
+
+
+def test_calls_refused_before_any_handler_are_counted(mtls_server, pki):
+    """Refusals by the token check and by the request parser never reach the code that counts
+    answered calls; they have their own counter."""
+    classify = "/smallserve.v1.ModelService/Classify"
+    token = (("authorization", f"Bearer {TOKEN}"),)
+    with grpc.secure_channel(mtls_server.target, client_tls(pki).credentials()) as channel:
+        call = channel.unary_unary(classify)
+        cases = (((), b"", grpc.StatusCode.UNAUTHENTICATED),
+                 (token, b"\xff\xff", grpc.StatusCode.INVALID_ARGUMENT))
+        for metadata, request, code in cases:
+            with pytest.raises(grpc.RpcError) as caught:
+                call(request, timeout=10, metadata=metadata)
+            assert caught.value.code() == code
+    text = urllib.request.urlopen(f"http://127.0.0.1:{mtls_server.metrics_port}/metrics",
+                                  timeout=5).read().decode()
+    for code in ("UNAUTHENTICATED", "INVALID_ARGUMENT"):
+        line = next(x for x in text.splitlines() if x.startswith(
+            f'smallserve_refused_total{{code="{code}",method="{classify}"}}'))
+        assert float(line.split()[-1]) >= 1
