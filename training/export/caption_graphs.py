@@ -23,14 +23,13 @@ import torch
 from torch import nn
 
 from serving.decoding import Hypothesis, StepFn, beam_search, greedy_decode
+from training.export.decoder_step import STEP_INPUTS, STEP_OUTPUTS, DecoderStepGraph, torch_step
 from training.export.onnx_export import export_onnx
 from training.export.parity import LOG_PROBS_RTOL, PROVIDER, ParityError, ParityReport, check_parity
 from training.models.captioner import Captioner
 
 ENCODER_FILE, DECODER_FILE = "encoder.onnx", "decoder_step.onnx"
 ENCODER_INPUTS, ENCODER_OUTPUTS = ("pixels",), ("memory", "state")
-STEP_INPUTS = ("prev_ids", "state", "memory", "src_mask")
-STEP_OUTPUTS = ("log_probs", "new_state", "attention")
 PARITY_TOLERANCE = 1e-5
 
 
@@ -48,17 +47,6 @@ class EncoderGraph(nn.Module):
         return self.model.encode(self.normalise(pixels))
 
 
-class DecoderStepGraph(nn.Module):
-    def __init__(self, model: Captioner) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, prev_ids: torch.Tensor, state: torch.Tensor, memory: torch.Tensor,
-                src_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits, new_state, attention = self.model.step(prev_ids, state, memory, src_mask)
-        return torch.log_softmax(logits, dim=-1), new_state, attention
-
-
 def export_caption_graphs(encoder: EncoderGraph, folder: Path) -> tuple[Path, Path]:
     model = encoder.model.eval()
     c = encoder.mean.shape[1]
@@ -74,20 +62,6 @@ def export_caption_graphs(encoder: EncoderGraph, folder: Path) -> tuple[Path, Pa
                       STEP_OUTPUTS, {"prev_ids": batch, "state": batch, "memory": batch,
                                      "src_mask": batch})
     return enc, dec
-
-
-def torch_step(model: Captioner) -> StepFn:
-    """The PyTorch decoder step as a numpy StepFn, for the search code shared with serving."""
-    graph = DecoderStepGraph(model).eval()
-
-    @torch.no_grad()
-    def step(prev: np.ndarray, state: np.ndarray, memory: np.ndarray,
-             mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        out = graph(*(torch.from_numpy(np.ascontiguousarray(a))
-                      for a in (prev, state, memory, mask)))
-        return tuple(o.numpy() for o in out)  # type: ignore[return-value]
-
-    return step
 
 
 class OnnxCaptioner:

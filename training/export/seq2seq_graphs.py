@@ -31,14 +31,13 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 from torch import nn
 
 from serving.decoding import Hypothesis, StepFn, beam_search, greedy_decode
+from training.export.decoder_step import STEP_INPUTS, STEP_OUTPUTS, DecoderStepGraph
 from training.export.onnx_export import export_onnx
 from training.export.parity import LOG_PROBS_RTOL, PROVIDER, ParityError, ParityReport, check_parity
 from training.models.seq2seq import Seq2Seq
 
 ENCODER_FILE, DECODER_FILE = "encoder.onnx", "decoder_step.onnx"
 ENCODER_INPUTS, ENCODER_OUTPUTS = ("src_ids", "src_lengths"), ("memory", "state")
-STEP_INPUTS = ("prev_ids", "state", "memory", "src_mask")
-STEP_OUTPUTS = ("log_probs", "new_state", "attention")
 DEFAULT_EXPORTER = "legacy"
 PARITY_TOLERANCE = 1e-5
 ORT_ERRORS = (ort_errors.Fail, ort_errors.InvalidArgument, ort_errors.RuntimeException)
@@ -53,17 +52,6 @@ class EncoderGraph(nn.Module):
                 src_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         memory, _, state = self.model.encode(src_ids, src_lengths)
         return memory, state
-
-
-class DecoderStepGraph(nn.Module):
-    def __init__(self, model: Seq2Seq) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, prev_ids: torch.Tensor, state: torch.Tensor, memory: torch.Tensor,
-                src_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits, new_state, attention = self.model.step(prev_ids, state, memory, src_mask)
-        return torch.log_softmax(logits, dim=-1), new_state, attention
 
 
 def pad_batch(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -98,20 +86,6 @@ def export_translation_graphs(model: Seq2Seq, folder: Path,
                       output_axes={"log_probs": {0: "batch"}, "new_state": {0: "batch"},
                                    "attention": batch_and_length})
     return enc, dec
-
-
-def torch_step(model: Seq2Seq) -> StepFn:
-    """The PyTorch decoder step as a numpy StepFn, for the search code shared with serving."""
-    graph = DecoderStepGraph(model).eval()
-
-    @torch.no_grad()
-    def step(prev: np.ndarray, state: np.ndarray, memory: np.ndarray,
-             mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        out = graph(*(torch.from_numpy(np.ascontiguousarray(a))
-                      for a in (prev, state, memory, mask)))
-        return tuple(o.numpy() for o in out)  # type: ignore[return-value]
-
-    return step
 
 
 def max_target_lengths(source_lengths: np.ndarray, ratio: float, offset: int) -> np.ndarray:

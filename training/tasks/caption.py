@@ -58,8 +58,8 @@ from training.export.caption_graphs import (
     check_caption_parity,
     export_caption_graphs,
     search,
-    torch_step,
 )
+from training.export.decoder_step import torch_step
 from training.loop import StepOutput, TrainResult, fit
 from training.models.captioner import Captioner, caption_loss, doubly_stochastic_penalty
 from training.seeding import seed_everything

@@ -1,0 +1,41 @@
+"""The decoder-step graph both sequence models export (translation and captioning): one step of
+the model's own `step`, with log_softmax inside, so the server searches over log-probabilities.
+
+Each model provides `step(prev_ids, state, memory, mask) -> (logits, new_state, attention)`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from serving.decoding import StepFn
+
+STEP_INPUTS = ("prev_ids", "state", "memory", "src_mask")
+STEP_OUTPUTS = ("log_probs", "new_state", "attention")
+
+
+class DecoderStepGraph(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, prev_ids: torch.Tensor, state: torch.Tensor, memory: torch.Tensor,
+                src_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits, new_state, attention = self.model.step(prev_ids, state, memory, src_mask)
+        return torch.log_softmax(logits, dim=-1), new_state, attention
+
+
+def torch_step(model: nn.Module) -> StepFn:
+    """The PyTorch decoder step as a numpy StepFn, for the search code shared with serving."""
+    graph = DecoderStepGraph(model).eval()
+
+    @torch.no_grad()
+    def step(prev: np.ndarray, state: np.ndarray, memory: np.ndarray,
+             mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out = graph(*(torch.from_numpy(np.ascontiguousarray(a))
+                      for a in (prev, state, memory, mask)))
+        return tuple(o.numpy() for o in out)  # type: ignore[return-value]
+
+    return step
