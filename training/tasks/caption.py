@@ -70,6 +70,7 @@ from training.tasks.common import (
     build_scheduler,
     jsonable_config,
     library_versions,
+    non_empty_int_list,
     non_negative_float,
     non_negative_int,
     positive_int,
@@ -99,17 +100,6 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def int_list(text: str) -> list[int]:
-    """'16,32,64' -> [16, 32, 64]."""
-    try:
-        sizes = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected sizes like 16,32,64, got {text!r}") from None
-    if not sizes or any(s < 1 for s in sizes):
-        raise argparse.ArgumentTypeError("sizes must be positive")
-    return sizes
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     # per-step outputs are held to 1e-5, stricter than the single-graph tasks
@@ -118,7 +108,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "model", "Unset options take per-dataset defaults: " + "; ".join(
             f"{name}: " + ", ".join(f"{k}={v}" for k, v in d.items())
             for name, d in DATASET_DEFAULTS.items()))
-    model.add_argument("--channels", type=int_list, default=None, metavar="N,N,...",
+    model.add_argument("--channels", type=non_empty_int_list, default=None, metavar="N,N,...",
                        help="conv stages of the encoder, each halving the image; the grid is "
                             "image size / 2**stages")
     model.add_argument("--feature-dim", type=positive_int, default=None,

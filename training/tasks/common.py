@@ -201,11 +201,19 @@ def jsonable_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def int_list(text: str) -> list[int]:
-    """'256,128' -> [256, 128]: layer sizes given on the command line."""
+    """'256,128' -> [256, 128]: layer sizes given on the command line ('' -> none)."""
     try:
         sizes = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected sizes like 256,128, got {text!r}") from None
     if any(s < 1 for s in sizes):
         raise argparse.ArgumentTypeError("layer sizes must be positive")
+    return sizes
+
+
+def non_empty_int_list(text: str) -> list[int]:
+    """int_list that needs at least one size (e.g. the conv stages of an encoder)."""
+    sizes = int_list(text)
+    if not sizes:
+        raise argparse.ArgumentTypeError(f"expected sizes like 16,32,64, got {text!r}")
     return sizes

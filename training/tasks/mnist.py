@@ -43,6 +43,7 @@ from training.tasks.common import (
     build_optimizer,
     build_penalty,
     build_scheduler,
+    int_list,
     jsonable_config,
     library_versions,
     penalty_strengths,
@@ -76,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     for arch, d in ARCH_DEFAULTS.items()))
     model.add_argument("--arch", choices=ARCHITECTURES, default="mlp",
                        help="softmax regression, MLP or small CNN (default: %(default)s)")
-    model.add_argument("--hidden", type=_int_list, default=None, metavar="N,N,...",
+    model.add_argument("--hidden", type=int_list, default=None, metavar="N,N,...",
                        help="hidden layer sizes (MLP), fully connected sizes after the "
                             "convolutions (CNN)")
     model.add_argument("--activation", choices=tuple(ACTIVATIONS), default="relu",
@@ -89,16 +90,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--quantize", choices=["none", "int8"], default="none",
                       help="publish the INT8 dynamically quantised graph, with its accuracy "
                            "and speed against the float graph in the manifest")
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        sizes = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected sizes like 256,128, got {text!r}") from None
-    if any(s < 1 for s in sizes):
-        raise argparse.ArgumentTypeError("layer sizes must be positive")
-    return sizes
 
 
 def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
