@@ -137,13 +137,14 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Callable[[int], Iterab
             log(f"early stop: validation loss has not improved for {stale} epochs "
                 f"(best epoch {best_epoch})")
             break
-        # rank 0's clock decides, so all ranks stop after the same epoch
-        elapsed = broadcast_from_main(time.perf_counter() - started, current)
-        if config.max_seconds is not None and epoch < config.epochs and \
-                elapsed + record.seconds > config.max_seconds:
-            log(f"time budget: stopping after {elapsed:.0f}s, another epoch would pass "
-                f"{config.max_seconds:.0f}s (best epoch {best_epoch})")
-            break
+        if config.max_seconds is not None and epoch < config.epochs:
+            # rank 0's clock and pace decide, so all ranks stop after the same epoch
+            elapsed, pace = broadcast_from_main((time.perf_counter() - started, record.seconds),
+                                                current)
+            if elapsed + pace > config.max_seconds:
+                log(f"time budget: stopping after {elapsed:.0f}s, another epoch would pass "
+                    f"{config.max_seconds:.0f}s (best epoch {best_epoch})")
+                break
     model.load_state_dict(best_state)
     model.eval()
     return TrainResult(history=history, best_epoch=best_epoch, best_val=best_val,
