@@ -31,6 +31,7 @@ class ServerConfig:
     log_format: str
     batching: BatchingConfig = BatchingConfig()
     metrics_port: int = 0
+    inline_below_us: int = 0
     processes: int = 1
     reuse_port: bool = False
     security: SecurityConfig = SecurityConfig()
@@ -72,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "operators per step, each of which would otherwise wake its threads)")
     p.add_argument("--workers", type=int, default=int(_env("workers", "4")),
                    help="inference calls that may run at once")
+    p.add_argument("--inline-below-us", type=int,
+                   default=int(_env("inline_below_us", "300")),
+                   help="model runs whose recent average is shorter than this run on the event "
+                        "loop instead of a worker thread, saving the hand-off (about 0.2 ms on "
+                        "two cores); longer ones never block the loop (0: never inline)")
     p.add_argument("--max-batch-size", type=int, default=int(_env("max_batch_size", "1024")),
                    help="largest batch one request may carry (RESOURCE_EXHAUSTED above)")
     p.add_argument("--max-message-bytes", type=int,
@@ -145,7 +151,8 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
                               inter_op_threads=args.inter_op_threads,
                               allow_spinning={"on": True, "off": False}.get(args.ort_spinning),
                               model_providers=model_providers or None),
-        workers=args.workers, max_batch_size=args.max_batch_size,
+        workers=args.workers, inline_below_us=max(0, args.inline_below_us),
+        max_batch_size=args.max_batch_size,
         max_message_bytes=args.max_message_bytes, poll_interval=args.poll_interval,
         grace_period=args.grace_period, log_level=args.log_level, log_format=args.log_format,
         batching=BatchingConfig(enabled=args.batching == "on", max_batch_size=args.batch_max_size,

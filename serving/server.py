@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 import signal
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -25,6 +24,7 @@ from serving import metrics, security
 from serving.api.generated.inference import grpc_service_pb2_grpc
 from serving.api.generated.smallserve.v1 import model_service_pb2_grpc
 from serving.config import ServerConfig
+from serving.execution import InferencePool
 from serving.malformed import MalformedRequestInterceptor
 from serving.preprocess.limits import set_input_limits
 from serving.registry import ModelRegistry
@@ -39,8 +39,8 @@ class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.registry = ModelRegistry(config.repository, config.session)
-        self.workers = ThreadPoolExecutor(config.workers, thread_name_prefix="inference")
-        self.ctx = ServerContext(self.registry, Limits(config.max_batch_size), self.workers,
+        self.pool = InferencePool(config.workers, config.inline_below_us)
+        self.ctx = ServerContext(self.registry, Limits(config.max_batch_size), self.pool,
                                  config.batching)
         self.metrics_http: Any = None
         self.health = health.aio.HealthServicer()
@@ -114,7 +114,7 @@ class Server:
         metrics.READY.set(0)
         await self.health.enter_graceful_shutdown()
         await self.grpc.stop(self.config.grace_period)
-        self.workers.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown()
         if self.metrics_http is not None:
             self.metrics_http.shutdown()
         log.info("stopped")

@@ -42,7 +42,8 @@ class Runner:
             self.sessions[role] = session
             self.providers = active
         self.stats = RunnerStats(manifest.name)
-        self.batcher: Any = None  # the server's DynamicBatcher for this version, made lazily
+        # the server's DynamicBatcher for this version, made on first use (False: batching off)
+        self.batcher: Any = None
 
     @property
     def name(self) -> str:

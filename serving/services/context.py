@@ -1,9 +1,10 @@
 """What every gRPC service of the server shares: registry, limits, readiness, the worker pool.
 
-Inference runs on a thread pool (onnxruntime releases the GIL), never on the event loop, through
-a dynamic batcher per model version unless batching is off. A call that is cancelled or whose
-deadline passes while it waits is dropped before it starts; asyncio cancels the pool's future
-when the awaiting handler is cancelled.
+Inference goes through a dynamic batcher per model version unless batching is off, and runs on
+the thread pool (onnxruntime releases the GIL) unless it is known to be short enough to run
+inline (serving.execution). A call that is cancelled or whose deadline passes while it waits
+is dropped before it starts; asyncio cancels the pool's future when the awaiting handler is
+cancelled.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -22,7 +22,8 @@ import numpy as np
 
 from serving import metrics
 from serving.batching import BatchingConfig, DynamicBatcher
-from serving.errors import DeadlineExceeded, NotReady, ServingError
+from serving.errors import NotReady, ServingError
+from serving.execution import InferencePool
 from serving.registry import ModelRegistry
 from serving.runners import Runner
 
@@ -39,7 +40,7 @@ class Limits:
 class ServerContext:
     registry: ModelRegistry
     limits: Limits
-    workers: ThreadPoolExecutor
+    pool: InferencePool
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     ready: bool = False
 
@@ -58,9 +59,7 @@ class ServerContext:
     async def run(self, context: grpc.aio.ServicerContext, fn: Callable[..., T],
                   *args: Any) -> T:
         """Run fn(*args) on the worker pool, unless the call's deadline passes first."""
-        remaining = context.time_remaining()
-        deadline = None if remaining is None else time.monotonic() + remaining
-        result, _, _ = await self._on_worker(deadline, fn, *args)
+        result, _, _ = await self.pool.run(None, _deadline(context), fn, *args)
         return result
 
     async def infer(self, context: grpc.aio.ServicerContext, runner: Runner,
@@ -72,18 +71,22 @@ class ServerContext:
         batcher = self._batcher(runner)
         if batcher is None or options:
             run = functools.partial(runner.infer, **(options or {}))
-            results = await self.execute(context, runner, rows, run, feeds, outputs)
+            # options change the work (e.g. which outputs), so they never share an average
+            kind = None if options else (runner.name, runner.version, rows)
+            results = await self.execute(context, runner, rows, run, feeds, outputs,
+                                         inline_kind=kind)
         else:
             results = await self._recorded(context, runner, rows, batcher.submit, feeds)
         return {name: results[name] for name in outputs}
 
     async def execute(self, context: grpc.aio.ServicerContext, runner: Runner, rows: int,
-                      fn: Callable[..., T], *args: Any) -> T:
-        """One model execution of fn(*args) on the worker pool, outside any batcher (sequence
-        models decode whole batches themselves), recorded in the runner's statistics."""
+                      fn: Callable[..., T], *args: Any, inline_kind: Any = None) -> T:
+        """One model execution of fn(*args), outside any batcher (sequence models decode whole
+        batches themselves), recorded in the runner's statistics. Only runs of a named
+        `inline_kind` may run inline (serving.execution); whole decodes never do."""
 
         async def on_worker(deadline: float | None) -> tuple[T, int, int]:
-            outcome = await self._on_worker(deadline, fn, *args)
+            outcome = await self.pool.run(inline_kind, deadline, fn, *args)
             runner.stats.record_execution(rows)
             return outcome
 
@@ -92,10 +95,8 @@ class ServerContext:
     async def _recorded(self, context: grpc.aio.ServicerContext, runner: Runner, rows: int,
                         submit: Callable[..., Awaitable[tuple[T, int, int]]], *args: Any) -> T:
         start = time.perf_counter_ns()
-        remaining = context.time_remaining()
-        deadline = None if remaining is None else time.monotonic() + remaining
         try:
-            result, queue_ns, compute_ns = await submit(*args, deadline)
+            result, queue_ns, compute_ns = await submit(*args, _deadline(context))
         except Exception:
             runner.stats.record_failure(time.perf_counter_ns() - start)
             raise
@@ -108,23 +109,17 @@ class ServerContext:
         if runner.batcher is None:
             config = self.batching.for_model(runner.manifest.serving.get("dynamic_batching", {}))
             if not config.enabled:
+                runner.batcher = False  # decided once per version
                 return None
             # kept on the runner, so a superseded version's queue goes away with it
-            runner.batcher = DynamicBatcher(runner, config, self.workers)
-        return runner.batcher
+            runner.batcher = DynamicBatcher(runner, config, self.pool)
+        return runner.batcher or None
 
-    async def _on_worker(self, deadline: float | None, fn: Callable[..., T],
-                         *args: Any) -> tuple[T, int, int]:
-        submitted = time.perf_counter_ns()
 
-        def job() -> tuple[T, int, int]:
-            started = time.perf_counter_ns()
-            if deadline is not None and time.monotonic() >= deadline:
-                raise DeadlineExceeded("the deadline passed before a worker was free")
-            result = fn(*args)
-            return result, started - submitted, time.perf_counter_ns() - started
-
-        return await asyncio.get_running_loop().run_in_executor(self.workers, job)
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    """The call's deadline on time.monotonic()'s clock."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
 
 
 Handler = Callable[..., Awaitable[Any]]
