@@ -27,7 +27,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from bench.models import publish_classifier
 from bench.timing import interleaved
 from serving.client import Client
-from serving.runtime.session import SessionConfig, create_session
+from serving.runners import load_runner
+from serving.runtime.session import SessionConfig
 from training.export.classifier_graph import INPUT_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,9 +70,11 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                              health_pb2.HealthCheckRequest(service=""))
             for arch in ("mlp", "cnn"):
                 model = f"bench-{arch}"
-                # the server's own session options, so the difference is the serving alone
-                session, _ = create_session(repository / model / "1" / "model.onnx", None,
-                                            SessionConfig())
+                # the server's own session options (the runner's, with its thread spinning),
+                # so the difference is the serving alone; a session that spins here would
+                # also take a core from the server between calls
+                session = load_runner(repository / model / "1", SessionConfig()) \
+                    .sessions["model"]
                 for batch in (1, 32):
                     x = np.random.default_rng(1).integers(0, 256, (batch, 1, 28, 28)) \
                         .astype(np.uint8)

@@ -68,5 +68,7 @@ def test_server_throughput_rows() -> None:
         assert {"throughput_rps", "p50_ms", "p99_ms", "rows_per_run", "errors"} <= r.keys()
         assert r["requests"] > 0 and r["errors"] == 0
         assert r["rows_per_run"] >= 1
-    assert all("vs_no_batching" in r for r in measured if r["batching"] == "on")
     assert [r["api"] for r in rows].count("health") == 1
+    for r in (r for r in measured if r["batching"] == "on"):
+        # what batching could give at best (the no-model floor over no batching)
+        assert r["ceiling_vs_no_batching"] > 0 and "vs_no_batching" in r
