@@ -9,7 +9,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
+from onnx import numpy_helper
 
 from serving.repository import verify_version, version_numbers
 from training.__main__ import main
@@ -73,8 +76,16 @@ def test_two_runs_publish_versions_one_and_two(published: Path) -> None:
     assert not list(model_dir.glob(".staging-*"))
     assert (published / "runs" / "t" / "best.pt").is_file()
     m1, m2 = (verify_version(model_dir / str(v)) for v in (1, 2))
-    # same seed, same data: the same weights, so byte-identical graphs
-    assert m1.files["model.onnx"]["sha256"] == m2.files["model.onnx"]["sha256"]
+    # same seed, same data: the same graph and the same weights. Compared as numbers, not
+    # bytes: a float sum's order may differ between two processes on a loaded machine (seen
+    # twice in CI-like runs), while a seeding mistake would change every weight
+    g1, g2 = (onnx.load(model_dir / str(v) / "model.onnx").graph for v in (1, 2))
+    assert [(n.op_type, list(n.input)) for n in g1.node] == \
+        [(n.op_type, list(n.input)) for n in g2.node]
+    assert [t.name for t in g1.initializer] == [t.name for t in g2.initializer]
+    for a, b in zip(g1.initializer, g2.initializer, strict=True):
+        np.testing.assert_allclose(numpy_helper.to_array(a), numpy_helper.to_array(b),
+                                   rtol=0, atol=1e-5)
 
 
 def test_manifest_contents(published: Path) -> None:
