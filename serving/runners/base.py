@@ -113,15 +113,15 @@ class RunnerStats:
             self.compute.add(compute_ns)
             self.inference_count += rows
             self.last_inference_ms = int(time.time() * 1000)
-        metrics.QUEUE_SECONDS.labels(self.model).observe(queue_ns / 1e9)
-        metrics.COMPUTE_SECONDS.labels(self.model).observe(compute_ns / 1e9)
-        metrics.INFERENCES.labels(self.model).inc(rows)
+        metrics.labelled(metrics.QUEUE_SECONDS, self.model).observe(queue_ns / 1e9)
+        metrics.labelled(metrics.COMPUTE_SECONDS, self.model).observe(compute_ns / 1e9)
+        metrics.labelled(metrics.INFERENCES, self.model).inc(rows)
 
     def record_execution(self, rows: int) -> None:
         """One model run, which may have answered several batched calls."""
         with self._lock:
             self.execution_count += 1
-        metrics.BATCH_SIZE.labels(self.model).observe(rows)
+        metrics.labelled(metrics.BATCH_SIZE, self.model).observe(rows)
 
     def record_failure(self, total_ns: int) -> None:
         with self._lock:

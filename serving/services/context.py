@@ -152,8 +152,8 @@ def grpc_errors(method: Handler) -> Handler:
             model = _requested_model(request)
             if model not in self.ctx.registry.models():
                 model = ""  # keeps label values bounded: no label per mistyped name
-            metrics.REQUESTS.labels(self.API, method.__name__, model, code.name).inc()
-            metrics.REQUEST_SECONDS.labels(self.API, method.__name__, model).observe(
+            metrics.labelled(metrics.REQUESTS, self.API, method.__name__, model, code.name).inc()
+            metrics.labelled(metrics.REQUEST_SECONDS, self.API, method.__name__, model).observe(
                 time.perf_counter() - start)
 
     return wrapper
