@@ -119,21 +119,24 @@ def test_full_queue_is_resource_exhausted_and_the_rest_succeed(slow_batching_ser
 
 def test_deadline_passed_in_the_queue_drops_the_work(slow_batching_server):
     server = slow_batching_server
-    blocker = np.zeros((250, 28, 28), np.uint8)  # most of a second in the single run slot
+    # two 250-row calls run one after the other in the single run slot (each alone: over the
+    # 64-row batch size), a tenth of a second or more each, and the late call queues behind both
+    blocker = np.zeros((250, 28, 28), np.uint8)
     with Client(server.target) as client, Client(server.target, timeout=0.1) as hasty, \
             ThreadPoolExecutor(2) as pool:
         client.list_models()
         hasty.list_models()  # both connections open before the clock matters
         before = executions(server.target, "slow")
-        busy = pool.submit(client.classify, "slow", pixels=blocker)
+        busy = [pool.submit(client.classify, "slow", pixels=blocker) for _ in range(2)]
         time.sleep(0.05)
         with pytest.raises(ClientError) as caught:
             hasty.classify("slow", pixels=np.ones((1, 28, 28), np.uint8))
-        busy.result()
+        for call in busy:
+            call.result()
         time.sleep(0.3)
         after = executions(server.target, "slow")
     assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert after - before == 1  # the blocker's run only: the late call never ran
+    assert after - before == 2  # the blockers' runs only: the late call never ran
 
 
 def test_prometheus_metrics(slow_batching_server):
