@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -35,11 +36,13 @@ from training.data.translation_batches import TranslationBatches, make_batch
 from training.distributed import world
 from training.evaluate_translation import alignment_score, decode_corpus, score
 from training.export.onnx_export import EXPORTERS
+from training.export.quantize import METHOD, quantize_folder, score_change, timed_pair
 from training.export.seq2seq_graphs import (
     DECODER_FILE,
     DEFAULT_EXPORTER,
     ENCODER_FILE,
     PARITY_TOLERANCE,
+    OnnxTranslator,
     SearchOptions,
     check_translation_parity,
     export_translation_graphs,
@@ -182,6 +185,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     dec.add_argument("--exporter", choices=EXPORTERS, default=DEFAULT_EXPORTER,
                      help="ONNX exporter (the dynamo one mis-exports the RNNs on torch 2.13; "
                           "see training/export/seq2seq_graphs.py) (default: %(default)s)")
+    dec.add_argument("--quantize", choices=["none", "int8"], default="none",
+                     help="publish INT8 dynamically quantised graphs, with the test BLEU and "
+                          "greedy-decode speed of both against the float graphs in the "
+                          "manifest (default: %(default)s)")
     dec.add_argument("--parity-sentences", type=positive_int, default=200,
                      help="held-out sentences decoded greedily through both PyTorch and "
                           "onnxruntime, which must agree on every token (default: %(default)s)")
@@ -263,14 +270,57 @@ def run(args: argparse.Namespace) -> int:
         greedy = decode_corpus(writer.path, tokenizer, data.test, greedy_options)
         beam = greedy if args.beam_size == 1 else decode_corpus(writer.path, tokenizer,
                                                                 data.test, options)
+        quantization = None
+        if args.quantize == "int8":
+            with tempfile.TemporaryDirectory() as float_folder:
+                greedy, beam, quantization = quantize_translation(
+                    writer.path, Path(float_folder), tokenizer, data.test, greedy, beam,
+                    greedy_options, options)
         metrics = test_metrics(greedy, beam, data, tokenizer, result, args.max_source_pieces)
         manifest = build_manifest(args, data, len(sources), tokenizer, model, result, parity,
                                   metrics, time.perf_counter() - started)
+        if quantization is not None:
+            manifest["quantization"] = quantization
         version, _ = writer.commit(manifest)
 
     print_summary(Path(args.repository) / args.name / str(version), metrics, parity,
                   result, data, beam.texts)
+    if quantization is not None:
+        q = quantization
+        print(f"int8: test BLEU {q['int8_score']:.2f} vs float {q['float_score']:.2f}; greedy "
+              f"decode {q['speedup_batch1']}x the float speed one sentence at a time, "
+              f"{q['speedup_batch']}x at {q['batch']} sentences")
     return 0
+
+
+def quantize_translation(folder: Path, float_folder: Path, tokenizer: TranslationTokenizer,
+                         test: Any, float_greedy: Any, float_beam: Any, greedy_options: Any,
+                         options: Any, speed_sentences: int = 64,
+                         one_at_a_time: int = 16) -> tuple[Any, Any, dict[str, Any]]:
+    """Replace the staged graphs by their INT8 versions (the floats move to float_folder).
+    Returns the INT8 greedy and beam decodes of the test split and the report: test BLEU of
+    both graphs (the reported decoding, and greedy) and their greedy-decode speed, timed
+    interleaved."""
+    quantize_folder(folder, [ENCODER_FILE, DECODER_FILE], float_folder)
+    greedy = decode_corpus(folder, tokenizer, test, greedy_options)
+    beam = greedy if options.beam_size == 1 else decode_corpus(folder, tokenizer, test,
+                                                               options)
+    report: dict[str, Any] = {**METHOD, "graphs": [ENCODER_FILE, DECODER_FILE],
+                              "score": f"test BLEU, {beam.describe()}"}
+    report.update(score_change(score(float_beam, test)["bleu"], score(beam, test)["bleu"]))
+    report["greedy_float_bleu"] = score(float_greedy, test)["bleu"]
+    report["greedy_int8_bleu"] = score(greedy, test)["bleu"]
+    sources = tokenizer.encode_source(test.sources[:speed_sentences])
+    translators = [OnnxTranslator(f, PAD_ID, BOS_ID, EOS_ID) for f in (float_folder, folder)]
+    for label, batch, repeats in (("batch1", 1, 3), ("batch", len(sources), 5)):
+        work = sources[:one_at_a_time] if batch == 1 else sources
+        runs = [lambda t=t, w=work, b=batch: t.translate_ids(w, greedy_options, b)
+                for t in translators]
+        report.update(timed_pair(*runs, label, repeats))
+    report["batch"] = len(sources)
+    report["speed_of"] = (f"greedy decodes of the first {one_at_a_time} test sentences one at "
+                          f"a time (batch1) and of the first {len(sources)} at once (batch)")
+    return greedy, beam, report
 
 
 def save_run_files(folder: Path, tokenizer: TranslationTokenizer, cfg: Seq2SeqConfig) -> None:
