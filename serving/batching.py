@@ -3,9 +3,15 @@
 Requests queue per model version. A batch starts as soon as a run slot is free and either
 `max_batch_size` rows are waiting or the oldest request has waited `max_queue_delay_us`
 (0: take whatever is waiting, so a lone call pays no delay while calls that arrive during a run
-share the next one). Rows are concatenated along axis 0, the model runs once, and each caller
-gets exactly its own slice. Calls that were cancelled, or whose deadline passed while queued,
-are dropped before the run; a full queue answers RESOURCE_EXHAUSTED at once.
+share the next one). Calls merge only when their signatures agree; the model runs once on the
+merged rows and each caller gets exactly its own part. Calls that were cancelled, or whose
+deadline passed while queued, are dropped before the run; a full queue answers
+RESOURCE_EXHAUSTED at once.
+
+What a call carries and how calls merge is the model's batching strategy: for image models
+(TensorBatching) tensors concatenated along axis 0 and sliced back; for translation
+(serving.runners.translator.SentenceBatching) tokenised sentences padded and masked into one
+decode, merged only with calls of the same search and the same source-length bucket.
 
 A call that finds the batcher idle (nothing queued, a run slot free, no queue delay) runs at
 once from its own handler, without the scheduler task: at concurrency 1 every call is such a
@@ -17,14 +23,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from serving.errors import DeadlineExceeded, TooLarge
 from serving.execution import InferencePool
-from serving.runners.base import Runner
+
+if TYPE_CHECKING:  # runners name their strategies, so no import of them at run time
+    from serving.runners.base import Runner
 
 Tensors = dict[str, np.ndarray]
 
@@ -43,18 +52,56 @@ class BatchingConfig:
         return BatchingConfig(**{**self.__dict__, **known})
 
 
+class BatchStrategy(Protocol):
+    """How a model's calls are measured, matched and run together."""
+
+    def rows(self, payload: Any) -> int: ...
+
+    def signature(self, payload: Any) -> Hashable:
+        """Calls merge only when their signatures are equal."""
+
+    def run(self, payloads: list[Any]) -> list[Any]:
+        """One run for all payloads; one result per payload, in order (on a worker)."""
+
+    def inline_kind(self, rows: int) -> Hashable | None:
+        """What runs of this many rows are called for serving.execution (None: never inline)."""
+
+
+class TensorBatching:
+    """Tensor feeds: merged along axis 0 when every input agrees beyond it; outputs sliced."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    def rows(self, payload: Tensors) -> int:
+        return next(iter(payload.values())).shape[0]
+
+    def signature(self, payload: Tensors) -> Hashable:
+        return tuple((k, v.shape[1:], v.dtype.str) for k, v in sorted(payload.items()))
+
+    def run(self, payloads: list[Tensors]) -> list[Tensors]:
+        feeds = payloads[0] if len(payloads) == 1 else {
+            name: np.concatenate([p[name] for p in payloads]) for name in payloads[0]}
+        outputs = self.runner.infer(feeds)
+        parts, offset = [], 0
+        for payload in payloads:
+            rows = self.rows(payload)
+            parts.append({k: v[offset:offset + rows] for k, v in outputs.items()})
+            offset += rows
+        return parts
+
+    def inline_kind(self, rows: int) -> Hashable | None:
+        return self.runner.name, self.runner.version, rows
+
+
 @dataclass
 class _Request:
-    feeds: Tensors
+    payload: Any
     rows: int
-    future: asyncio.Future[tuple[Tensors, int, int]]
+    signature: Hashable
+    future: asyncio.Future[tuple[Any, int, int]]
     enqueued_ns: int
     deadline: float | None  # time.monotonic()
-
-    @property
-    def signature(self) -> tuple[tuple[str, tuple[int, ...], str], ...]:
-        """Requests batch together only when every input agrees beyond the batch axis."""
-        return tuple((k, v.shape[1:], v.dtype.str) for k, v in sorted(self.feeds.items()))
 
 
 @dataclass
@@ -62,6 +109,7 @@ class DynamicBatcher:
     runner: Runner
     config: BatchingConfig
     pool: InferencePool
+    strategy: BatchStrategy | None = None  # None: TensorBatching(runner)
     _queue: deque[_Request] = field(default_factory=deque)
     _queued_rows: int = 0
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -69,14 +117,20 @@ class DynamicBatcher:
     _running: int = 0  # batches running now, at most config.instances
     _task: asyncio.Task[None] | None = None
 
-    async def submit(self, feeds: Tensors, deadline: float | None) -> tuple[Tensors, int, int]:
-        """All outputs for these rows, with the ns spent queued and computing."""
-        rows = next(iter(feeds.values())).shape[0]
+    def __post_init__(self) -> None:
+        if self.strategy is None:
+            self.strategy = TensorBatching(self.runner)
+
+    async def submit(self, payload: Any, deadline: float | None) -> tuple[Any, int, int]:
+        """This call's result, with the ns it spent queued and computing."""
+        assert self.strategy is not None
+        rows = self.strategy.rows(payload)
         if self._queued_rows + rows > self.config.max_queue_size:
             raise TooLarge(f"model {self.runner.name} has {self._queued_rows} rows queued; "
                            f"the queue holds {self.config.max_queue_size}")
         loop = asyncio.get_running_loop()
-        request = _Request(feeds, rows, loop.create_future(), time.perf_counter_ns(), deadline)
+        request = _Request(payload, rows, self.strategy.signature(payload), loop.create_future(),
+                           time.perf_counter_ns(), deadline)
         if self._idle():
             self._running += 1
             await self._run([request])
@@ -141,29 +195,26 @@ class DynamicBatcher:
 
     async def _run(self, batch: list[_Request]) -> None:
         """Run one batch in a slot already taken; frees the slot."""
+        assert self.strategy is not None
         try:
-            feeds = batch[0].feeds if len(batch) == 1 else {
-                name: np.concatenate([r.feeds[name] for r in batch]) for name in batch[0].feeds}
             rows = sum(r.rows for r in batch)
             deadlines = [r.deadline for r in batch]
             deadline = None if None in deadlines else max(deadlines)  # type: ignore[type-var]
             started = time.perf_counter_ns()
             try:
-                outputs, _, compute_ns = await self.pool.run(
-                    (self.runner.name, self.runner.version, rows), deadline,
-                    self.runner.infer, feeds)
+                results, _, compute_ns = await self.pool.run(
+                    self.strategy.inline_kind(rows), deadline, self.strategy.run,
+                    [r.payload for r in batch])
             except Exception as e:
                 for request in batch:
                     if not request.future.done():
                         request.future.set_exception(e)
                 return
             self.runner.stats.record_execution(rows)
-            offset = 0
-            for request in batch:
-                part = {k: v[offset:offset + request.rows] for k, v in outputs.items()}
-                offset += request.rows
+            for request, result in zip(batch, results, strict=True):
                 if not request.future.done():
-                    request.future.set_result((part, started - request.enqueued_ns, compute_ns))
+                    request.future.set_result((result, started - request.enqueued_ns,
+                                               compute_ns))
         finally:
             self._running -= 1
             self._slot_freed.set()

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from serving import metrics
+from serving.batching import BatchStrategy, TensorBatching
 from serving.errors import InvalidInput
 from serving.repository import Manifest, TensorSpec
 from serving.runtime.session import SessionConfig, create_session
@@ -20,8 +21,6 @@ class Runner:
     """A loaded model version: its manifest and one onnxruntime session per graph."""
 
     task: ClassVar[str] = ""
-    # rows of different calls may share one run (false for models that decode whole batches)
-    batchable: ClassVar[bool] = True
     # onnxruntime thread spinning unless the server's flag says otherwise. Off for graphs of a
     # few large operators run once per call: the busy-waiting between calls only takes CPU
     # from the gRPC threads (measured on two cores, 32 concurrent classify calls: 2.1 vs 1.2
@@ -55,6 +54,10 @@ class Runner:
 
     def warmup(self) -> None:
         """Run once on dummy input so the first real request does not pay for lazy init."""
+
+    def batch_strategy(self) -> BatchStrategy | None:
+        """How concurrent calls to this model merge into one run (None: they never do)."""
+        return TensorBatching(self)
 
     @property
     def input_specs(self) -> list[TensorSpec]:

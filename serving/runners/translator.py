@@ -1,9 +1,15 @@
 """Attention encoder-decoder translation: SentencePiece in, beam or greedy search over the
 exported encoder and decoder step, translation with per-piece probabilities and attention out.
+
+Concurrent Translate calls merge into one decode (SentenceBatching): sentences are tokenised
+and checked per call first, so one bad call never fails another, then padded and masked
+together; calls merge only with calls of the same search (beam size) whose longest sentence
+falls in the same length bucket (powers of two), which bounds the padding to about 2x.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +37,60 @@ class TranslationResult:
     attention: np.ndarray  # [len(target_pieces), len(source_pieces)]
     score: float
     finished: bool
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Tokenised, checked sentences and the most target pieces each may get."""
+
+    ids: list[list[int]]
+    pieces: list[list[str]]
+    limits: list[int]
+
+    def padded(self, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """Source ids [B, S] right-padded, and lengths [B]."""
+        lengths = np.array([len(p) for p in self.ids], np.int64)
+        batch = np.full((len(lengths), int(lengths.max())), pad_id, np.int64)
+        for row, pieces in zip(batch, self.ids, strict=True):
+            row[:len(pieces)] = pieces
+        return batch, lengths
+
+    @classmethod
+    def concat(cls, parts: list[Sources]) -> Sources:
+        return cls([i for p in parts for i in p.ids], [x for p in parts for x in p.pieces],
+                   [n for p in parts for n in p.limits])
+
+
+@dataclass(frozen=True)
+class TranslationCall:
+    sources: Sources
+    beam_size: int  # 0: the model's default
+
+
+class SentenceBatching:
+    """Translate calls merged into one decode: same beam size, same source-length bucket."""
+
+    def __init__(self, runner: TranslatorRunner) -> None:
+        self.runner = runner
+
+    def rows(self, payload: TranslationCall) -> int:
+        return len(payload.sources.ids)
+
+    def signature(self, payload: TranslationCall) -> Hashable:
+        longest = max(len(i) for i in payload.sources.ids)
+        return payload.beam_size or self.runner.default_beam, longest.bit_length()
+
+    def run(self, payloads: list[TranslationCall]) -> list[list[TranslationResult]]:
+        merged = Sources.concat([p.sources for p in payloads])
+        results = self.runner.decode(merged, payloads[0].beam_size)
+        parts, offset = [], 0
+        for p in payloads:
+            parts.append(results[offset:offset + len(p.sources.ids)])
+            offset += len(p.sources.ids)
+        return parts
+
+    def inline_kind(self, rows: int) -> Hashable | None:
+        return None  # a whole decode: never on the event loop
 
 
 class TranslatorRunner(SequenceRunner):
@@ -68,8 +128,13 @@ class TranslatorRunner(SequenceRunner):
     def parse_options(self, parameters: dict[str, Any]) -> dict[str, Any]:
         return parse_search_options(parameters)
 
-    def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
-        """Source ids [B, S] right-padded, lengths [B], and each sentence's pieces."""
+    def batch_strategy(self) -> SentenceBatching:
+        return SentenceBatching(self)
+
+    def prepare(self, texts: list[str], max_length: int = 0) -> Sources:
+        """Tokenise and check one call's texts: InvalidInput names the offending text."""
+        if not texts:
+            raise InvalidInput("no text to translate")
         ids = []
         for i, text in enumerate(texts):
             if not text.strip():
@@ -80,25 +145,25 @@ class TranslatorRunner(SequenceRunner):
                 raise InvalidInput(f"text {i} has {len(pieces)} pieces; this model takes at "
                                    f"most {self.max_source_pieces}")
             ids.append(pieces)
-        lengths = np.array([len(p) for p in ids], np.int64)
-        batch = np.full((len(ids), int(lengths.max())), self.pad_id, np.int64)
-        for row, pieces in zip(batch, ids, strict=True):
-            row[:len(pieces)] = pieces
-        return batch, lengths, [[self.source_sp.id_to_piece(i) for i in p] for p in ids]
+        limits = [int(np.ceil(self.length_ratio * len(p) + self.length_offset)) for p in ids]
+        if max_length:
+            limits = [min(n, max_length) for n in limits]
+        return Sources(ids, [[self.source_sp.id_to_piece(i) for i in p] for p in ids], limits)
 
-    def translate(self, texts: list[str], beam_size: int = 0,
-                  max_length: int = 0) -> list[TranslationResult]:
-        if not texts:
-            raise InvalidInput("no text to translate")
-        src_ids, lengths, source_pieces = self.encode(texts)
+    def decode(self, sources: Sources, beam_size: int = 0) -> list[TranslationResult]:
+        """Encoder once over the padded sentences, then the search over the decoder step."""
+        src_ids, lengths = sources.padded(self.pad_id)
         memory, state = self.sessions["encoder"].run(
             ["memory", "state"], {"src_ids": src_ids, "src_lengths": lengths})
         mask = np.arange(src_ids.shape[1])[None, :] < lengths[:, None]
-        limits = np.ceil(self.length_ratio * lengths + self.length_offset).astype(np.int64)
-        if max_length:
-            limits = np.minimum(limits, max_length)
-        hyps = self.search(state, memory, mask, limits, beam_size, self.bos_id, self.eos_id)
-        return [self._result(h, pieces) for h, pieces in zip(hyps, source_pieces, strict=True)]
+        hyps = self.search(state, memory, mask, np.array(sources.limits, np.int64), beam_size,
+                           self.bos_id, self.eos_id)
+        return [self._result(h, pieces)
+                for h, pieces in zip(hyps, sources.pieces, strict=True)]
+
+    def translate(self, texts: list[str], beam_size: int = 0,
+                  max_length: int = 0) -> list[TranslationResult]:
+        return self.decode(self.prepare(texts, max_length), beam_size)
 
     def _result(self, h: Hypothesis, source_pieces: list[str]) -> TranslationResult:
         return TranslationResult(

@@ -21,7 +21,7 @@ import grpc
 import numpy as np
 
 from serving import metrics
-from serving.batching import BatchingConfig, DynamicBatcher
+from serving.batching import BatchingConfig, DynamicBatcher, TensorBatching
 from serving.errors import NotReady, ServingError
 from serving.execution import InferencePool
 from serving.registry import ModelRegistry
@@ -69,7 +69,8 @@ class ServerContext:
         recorded in the runner's statistics."""
         rows = next(iter(feeds.values())).shape[0]
         batcher = self._batcher(runner)
-        if batcher is None or options:
+        # a model whose calls merge otherwise (translation: sentences) runs raw tensors alone
+        if batcher is None or options or not isinstance(batcher.strategy, TensorBatching):
             run = functools.partial(runner.infer, **(options or {}))
             # options change the work (e.g. which outputs), so they never share an average
             kind = None if options else (runner.name, runner.version, rows)
@@ -78,6 +79,20 @@ class ServerContext:
         else:
             results = await self._recorded(context, runner, rows, batcher.submit, feeds)
         return {name: results[name] for name in outputs}
+
+    async def batched(self, context: grpc.aio.ServicerContext, runner: Runner,
+                      payload: Any) -> Any:
+        """One call's work in the form its model's batch strategy takes, merged with other
+        calls through the model's batcher, or run alone when batching is off."""
+        strategy = runner.batch_strategy()
+        assert strategy is not None, f"{runner.name} has no batch strategy"
+        rows = strategy.rows(payload)
+        batcher = self._batcher(runner)
+        if batcher is None:
+            results = await self.execute(context, runner, rows, strategy.run, [payload],
+                                         inline_kind=strategy.inline_kind(rows))
+            return results[0]
+        return await self._recorded(context, runner, rows, batcher.submit, payload)
 
     async def execute(self, context: grpc.aio.ServicerContext, runner: Runner, rows: int,
                       fn: Callable[..., T], *args: Any, inline_kind: Any = None) -> T:
@@ -104,15 +119,14 @@ class ServerContext:
         return result
 
     def _batcher(self, runner: Runner) -> DynamicBatcher | None:
-        if not runner.batchable:
-            return None
         if runner.batcher is None:
             config = self.batching.for_model(runner.manifest.serving.get("dynamic_batching", {}))
-            if not config.enabled:
+            strategy = runner.batch_strategy()
+            if not config.enabled or strategy is None:
                 runner.batcher = False  # decided once per version
                 return None
             # kept on the runner, so a superseded version's queue goes away with it
-            runner.batcher = DynamicBatcher(runner, config, self.pool)
+            runner.batcher = DynamicBatcher(runner, config, self.pool, strategy)
         return runner.batcher or None
 
 

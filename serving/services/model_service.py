@@ -20,6 +20,7 @@ from serving.runners import (
     TranslatorRunner,
 )
 from serving.runners.image import ImageInput, ImageRunner, LabelProbability
+from serving.runners.translator import TranslationCall
 from serving.services.context import ServerContext, grpc_errors
 
 PROTO_DTYPES = {pb.FLOAT32: np.dtype(np.float32), pb.UINT8: np.dtype(np.uint8)}
@@ -90,9 +91,10 @@ class ModelService(pb_grpc.ModelServiceServicer):
         if request.beam_size < 0 or request.max_length < 0:
             raise InvalidInput("beam_size and max_length must not be negative")
         check_batch_size(len(request.texts), self.ctx.limits.max_batch_size)
-        texts = decode_texts(request.texts)
-        results = await self.ctx.execute(context, runner, len(texts), runner.translate, texts,
-                                         request.beam_size, request.max_length)
+        # checked here, alone: a bad text fails its own call, never a batch it would join
+        sources = runner.prepare(decode_texts(request.texts), request.max_length)
+        results = await self.ctx.batched(context, runner,
+                                         TranslationCall(sources, request.beam_size))
         return pb.TranslateResponse(
             model=pb.ModelRef(name=runner.name, version=runner.version),
             translations=[pb.Translation(

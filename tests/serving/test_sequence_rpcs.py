@@ -4,6 +4,7 @@ import io
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
@@ -17,6 +18,7 @@ from serving.api.generated.smallserve.v1 import model_service_pb2_grpc as pb_grp
 from serving.client import Client, ClientError
 from serving.oip.tensors import decode_bytes_tensor, encode_bytes_tensor
 from serving.runners import load_runner
+from serving.runners.translator import TranslationCall
 from serving.runtime.session import SessionConfig
 from tests.conftest import ROOT
 from tests.serving.server_process import ServerProcess
@@ -169,3 +171,48 @@ def test_cli_translate_and_caption_plots(seq_server, tmp_path):
     for name in ("attention.png", "overlay.png"):
         with Image.open(tmp_path / name) as im:
             assert im.width > 50 and im.height > 50
+
+
+def test_concurrent_translate_calls_merge_and_each_gets_its_own(seq_server):
+    """Calls of one beam size whose sentences fall in one length bucket share a decode, and
+    each caller gets exactly the translations its texts get alone; a bad call fails alone."""
+    runner = load_runner(seq_server.repository / "toy-translate" / "1", SessionConfig())
+    calls = [[SENTENCES[i % len(SENTENCES)], SENTENCES[(i + 2) % len(SENTENCES)]][:1 + i % 2]
+             for i in range(24)]
+    expected = [[r.text for r in runner.translate(texts, beam_size=2)] for texts in calls]
+
+    def stats():
+        with grpc.insecure_channel(seq_server.target) as channel:
+            s = oip_grpc.GRPCInferenceServiceStub(channel).ModelStatistics(
+                oip.ModelStatisticsRequest(name="toy-translate"), timeout=5).model_stats[0]
+        return s.inference_count, s.execution_count
+
+    with Client(seq_server.target) as client, ThreadPoolExecutor(24) as pool:
+        client.list_models()
+        rows_before, runs_before = stats()
+        futures = [pool.submit(client.translate, "toy-translate", texts, beam_size=2)
+                   for texts in calls]
+        bad = pool.submit(client.translate, "toy-translate", ["el gato", "  "], beam_size=2)
+        served = [[t["text"] for t in f.result()["translations"]] for f in futures]
+        with pytest.raises(ClientError) as caught:
+            bad.result()
+        rows_after, runs_after = stats()
+    assert served == expected
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert rows_after - rows_before == sum(map(len, calls))
+    assert runs_after - runs_before < len(calls), "no two Translate calls shared a decode"
+
+
+def test_sentence_batching_keys_on_beam_size_and_length_bucket(seq_server):
+    runner = load_runner(seq_server.repository / "toy-translate" / "1", SessionConfig())
+    strategy = runner.batch_strategy()
+    short, long = runner.prepare(["lo veo"]), runner.prepare(["el perro come la manzana roja"])
+    assert len(short.ids[0]) < 4 <= len(long.ids[0])  # two different power-of-two buckets
+    key = strategy.signature
+    assert key(TranslationCall(short, 2)) != key(TranslationCall(long, 2))
+    assert key(TranslationCall(short, 2)) != key(TranslationCall(short, 1))
+    assert key(TranslationCall(short, 0)) == key(TranslationCall(short, runner.default_beam))
+    merged = strategy.run([TranslationCall(short, 2), TranslationCall(long, 2)])
+    assert [[r.text for r in part] for part in merged] == \
+        [[r.text for r in runner.translate(["lo veo"], 2)],
+         [r.text for r in runner.translate(["el perro come la manzana roja"], 2)]]
