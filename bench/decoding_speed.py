@@ -2,13 +2,17 @@
 own runner (serving.runners.TranslatorRunner: SentencePiece, encoder.onnx once, search over
 decoder_step.onnx) and through the server's Translate RPC.
 
+A second table is the server under concurrent one-sentence greedy Translate calls (load from
+separate processes, bench.load), with dynamic batching off and on: with it on, calls arriving
+during a decode share the next one (serving.runners.translator.SentenceBatching).
+
 The model is the real-data architecture (GRU, additive attention, 3000 pieces), untrained,
 with its end-of-sentence logit suppressed (bench.models): every sentence of every decode runs
 exactly MAX_LENGTH steps, so greedy and beam 4 do the same number of steps and differ only in
 the rows per step (1 vs 4 per sentence) and the search work. Sources are 6-14 pieces + EOS.
 Both the in-process runner and the server run onnxruntime on THREADS threads.
 
-A second table compares the decoder step through session.run with the same step through
+A third table compares the decoder step through session.run with the same step through
 onnxruntime IO binding (memory and mask bound once per decode, outputs bound on the CPU). On
 the CPU session.run already reads numpy inputs in place, and binding measured no faster (0.9-1.1x
 across runs), so serving does not use it. On CUDA it could keep the encoder memory on the
@@ -30,6 +34,7 @@ import grpc
 import numpy as np
 
 from bench import models
+from bench.load import TRANSLATE_STEPS, generate_load
 from bench.serving_overhead import running_server
 from bench.timing import interleaved
 from serving.api.generated.smallserve.v1 import model_service_pb2_grpc as pb_grpc
@@ -38,7 +43,7 @@ from serving.decoding import beam_search, greedy_decode
 from serving.runners import TranslatorRunner, load_runner
 from serving.runtime.session import SessionConfig
 
-MAX_LENGTH = 20
+MAX_LENGTH = TRANSLATE_STEPS
 BEAM = 4
 # onnxruntime threads, in-process and in the server alike: one, as in eager_vs_onnxruntime's
 # quick run; on a shared machine a second thread measures the neighbours more than the search
@@ -71,6 +76,27 @@ def speed_rows(runner: TranslatorRunner, target: str | None, texts: list[str],
     return [_speed_row(where, len(texts), t[f"{where} greedy"].median_ms,
                        t[f"{where} beam"].median_ms)
             for where in ("in-process", "server") if f"{where} greedy" in t]
+
+
+def concurrency_rows(repository: Path, model: str, quick: bool) -> list[dict[str, Any]]:
+    """Sentences/s of concurrent one-sentence greedy calls, batching off vs on."""
+    rows, base = [], {}
+    for batching in ("off", "on"):
+        with running_server(repository, "--intra-op-threads", str(THREADS), "--batching",
+                            batching) as target:
+            for concurrency in ((32,) if quick else (1, 8, 32)):
+                load = generate_load(target, model, "translate", concurrency,
+                                     3.0 if quick else 6.0)
+                row = {"benchmark": "translate_concurrency", "batching": batching,
+                       "concurrency": concurrency, "max_length": MAX_LENGTH,
+                       "sentences_s": load["throughput_rps"], "p50_ms": load["p50_ms"],
+                       "p99_ms": load["p99_ms"], "errors": load["errors"]}
+                if batching == "off":
+                    base[concurrency] = load["throughput_rps"]
+                else:
+                    row["vs_no_batching"] = round(load["throughput_rps"] / base[concurrency], 2)
+                rows.append(row)
+    return rows
 
 
 class BoundStep:
@@ -142,6 +168,8 @@ def run(quick: bool = False, batches: tuple[int, ...] = (1, 32), through_server:
                 texts = t.sentences(batch, seed=batch)
                 repeats = (10 if batch < 32 else 5) if quick else (30 if batch < 32 else 10)
                 rows += speed_rows(runner, target, texts, repeats)
+        if through_server:
+            rows += concurrency_rows(repository, runner.name, quick)
         largest = t.sentences(max(batches), seed=max(batches))
         rows += io_binding_rows(runner, largest, 5 if quick else 10)
     return rows

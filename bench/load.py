@@ -24,9 +24,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from serving.api.generated.inference import grpc_service_pb2 as oip
 from serving.api.generated.inference import grpc_service_pb2_grpc as oip_grpc
 from serving.api.generated.smallserve.v1 import model_service_pb2_grpc as api_grpc
-from serving.client.messages import classify_request
+from serving.client.messages import classify_request, translate_request
 
-APIS = ("smallserve", "oip", "health")
+APIS = ("smallserve", "oip", "health", "translate")
+# translate: one made-up sentence per call (unknown words are still pieces to encode), greedy,
+# this many steps: the bench models never end a sentence early (bench.models)
+TRANSLATE_TEXT = "kelo mira tansu ferbo lin adaro"
+TRANSLATE_STEPS = 20
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -36,6 +40,10 @@ def request_maker(api: str, model: str, channel: grpc.aio.Channel) -> Any:
         health = health_pb2_grpc.HealthStub(channel)
         check = health_pb2.HealthCheckRequest(service="")
         return lambda: health.Check(check, timeout=30)
+    if api == "translate":
+        translator = api_grpc.ModelServiceStub(channel)
+        sentence = translate_request(model, [TRANSLATE_TEXT], 0, 1, TRANSLATE_STEPS)
+        return lambda: translator.Translate(sentence, timeout=60)
     pixels = np.random.default_rng(0).integers(0, 256, (1, 28, 28)).astype(np.uint8)
     if api == "smallserve":
         stub = api_grpc.ModelServiceStub(channel)

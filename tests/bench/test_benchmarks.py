@@ -53,6 +53,10 @@ def test_decoding_speed_in_process_and_served(small_translation: models.Translat
         assert {"greedy_sentences_s", "beam4_sentences_s", "beam4_cost_x",
                 "max_length"} <= r.keys()
         assert r["greedy_sentences_s"] > 0 and r["beam4_sentences_s"] > 0
+    concurrent = [r for r in rows if r["benchmark"] == "translate_concurrency"]
+    assert [(r["batching"], r["concurrency"]) for r in concurrent] == [("off", 32), ("on", 32)]
+    assert all(r["sentences_s"] > 0 and r["errors"] == 0 for r in concurrent)
+    assert concurrent[1]["vs_no_batching"] > 0
     binding = [r for r in rows if r["benchmark"] == "decoder_io_binding"]
     assert [r["search"] for r in binding] == ["greedy", "beam 4"]
     assert {"session_run_ms", "io_binding_ms", "io_binding_speedup"} <= binding[0].keys()
