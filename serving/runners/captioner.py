@@ -1,8 +1,14 @@
 """Attention image captioning: images in, words out, with each word's attention over the
-encoder's feature grid (rows x cols of image regions)."""
+encoder's feature grid (rows x cols of image regions).
+
+Concurrent Caption calls with the same beam size merge into one decode (CaptionBatching):
+images are decoded and checked per call first, and every image keeps its own call's length
+limit.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +33,40 @@ class CaptionResult:
     attention: np.ndarray  # [len(tokens), grid rows, grid cols]
     score: float
     finished: bool
+
+
+@dataclass(frozen=True)
+class CaptionCall:
+    pixels: np.ndarray  # float32 [N, C, H, W], checked
+    beam_size: int  # 0: the model's default
+    max_length: int  # words per caption, within the model's limit
+
+
+class CaptionBatching:
+    """Caption calls merged into one decode: images stacked, same beam size."""
+
+    def __init__(self, runner: CaptionerRunner) -> None:
+        self.runner = runner
+
+    def rows(self, payload: CaptionCall) -> int:
+        return len(payload.pixels)
+
+    def signature(self, payload: CaptionCall) -> Hashable:
+        return payload.beam_size or self.runner.default_beam
+
+    def run(self, payloads: list[CaptionCall]) -> list[list[CaptionResult]]:
+        pixels = np.concatenate([p.pixels for p in payloads])
+        limits = np.concatenate([np.full(len(p.pixels), p.max_length, np.int64)
+                                 for p in payloads])
+        results = self.runner.decode(pixels, limits, payloads[0].beam_size)
+        parts, offset = [], 0
+        for p in payloads:
+            parts.append(results[offset:offset + len(p.pixels)])
+            offset += len(p.pixels)
+        return parts
+
+    def inline_kind(self, rows: int) -> Hashable | None:
+        return None  # a whole decode: never on the event loop
 
 
 class CaptionerRunner(ImageInput, SequenceRunner):
@@ -60,14 +100,26 @@ class CaptionerRunner(ImageInput, SequenceRunner):
     def parse_options(self, parameters: dict[str, Any]) -> dict[str, Any]:
         return parse_search_options(parameters)
 
+    def batch_strategy(self) -> CaptionBatching:
+        return CaptionBatching(self)
+
+    def limit(self, max_length: int = 0) -> int:
+        """Words a caption may get: the model's limit caps a request's, so a huge
+        max_length cannot decode for hours."""
+        return min(max_length or self.max_length, self.max_length)
+
     def caption(self, pixels: np.ndarray, beam_size: int = 0,
                 max_length: int = 0) -> list[CaptionResult]:
+        return self.decode(pixels, np.full(len(pixels), self.limit(max_length), np.int64),
+                           beam_size)
+
+    def decode(self, pixels: np.ndarray, limits: np.ndarray,
+               beam_size: int = 0) -> list[CaptionResult]:
+        """Encoder once over the images, then the search over the decoder step; limits are
+        words per image."""
         memory, state = self.sessions["encoder"].run(["memory", "state"],
                                                      {self.input_name: pixels})
         mask = np.ones(memory.shape[:2], bool)
-        # the model's limit caps a request's: a huge max_length must not decode for hours
-        limits = np.full(len(pixels), min(max_length or self.max_length, self.max_length),
-                         np.int64)
         hyps = self.search(state, memory, mask, limits, beam_size, self.bos_id, self.eos_id)
         results = []
         for h in hyps:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.batching import BatchStrategy
 from serving.decoding import Hypothesis, beam_search, greedy_decode
 from serving.errors import InvalidInput
 from serving.repository import Manifest
@@ -28,11 +27,6 @@ class SequenceRunner(Runner):
         dec = manifest.decoding
         self.default_beam = int(dec.get("default_beam_size", 1))
         self.length_penalty = float(dec.get("length_penalty", 0.0))
-
-    def batch_strategy(self) -> BatchStrategy | None:
-        """A call's inputs are decoded together, beams as rows; merging calls needs a
-        model-specific strategy (translation has one)."""
-        return None
 
     def search(self, state: np.ndarray, memory: np.ndarray, mask: np.ndarray,
                max_lengths: np.ndarray, beam_size: int, bos_id: int,

@@ -19,6 +19,7 @@ from serving.runners import (
     TaggerRunner,
     TranslatorRunner,
 )
+from serving.runners.captioner import CaptionCall
 from serving.runners.image import ImageInput, ImageRunner, LabelProbability
 from serving.runners.translator import TranslationCall
 from serving.services.context import ServerContext, grpc_errors
@@ -110,8 +111,8 @@ class ModelService(pb_grpc.ModelServiceServicer):
         if request.beam_size < 0 or request.max_length < 0:
             raise InvalidInput("beam_size and max_length must not be negative")
         pixels = await self._pixels(runner, request, context)
-        results = await self.ctx.execute(context, runner, len(pixels), runner.caption, pixels,
-                                         request.beam_size, request.max_length)
+        results = await self.ctx.batched(context, runner, CaptionCall(
+            pixels, request.beam_size, runner.limit(request.max_length)))
         _, height, width = runner.chw
         return pb.CaptionResponse(
             model=pb.ModelRef(name=runner.name, version=runner.version),

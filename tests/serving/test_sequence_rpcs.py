@@ -216,3 +216,30 @@ def test_sentence_batching_keys_on_beam_size_and_length_bucket(seq_server):
     assert [[r.text for r in part] for part in merged] == \
         [[r.text for r in runner.translate(["lo veo"], 2)],
          [r.text for r in runner.translate(["el perro come la manzana roja"], 2)]]
+
+
+def test_concurrent_caption_calls_merge_and_keep_their_own_length_limits(seq_server):
+    runner = load_runner(seq_server.repository / "toy-caption" / "1", SessionConfig())
+    rng = np.random.default_rng(3)
+    calls = [(rng.integers(0, 256, (1 + i % 2, 32, 32)).astype(np.uint8), 2 + i % 3)
+             for i in range(16)]
+    expected = [[r.tokens for r in runner.caption(x[:, None].astype(np.float32), 2, n)]
+                for x, n in calls]
+
+    def runs():
+        with grpc.insecure_channel(seq_server.target) as channel:
+            return oip_grpc.GRPCInferenceServiceStub(channel).ModelStatistics(
+                oip.ModelStatisticsRequest(name="toy-caption"), timeout=5) \
+                .model_stats[0].execution_count
+
+    with Client(seq_server.target) as client, ThreadPoolExecutor(16) as pool:
+        client.list_models()
+        before = runs()
+        futures = [pool.submit(client.caption, "toy-caption", pixels=x, beam_size=2,
+                               max_length=n) for x, n in calls]
+        served = [[c["tokens"] for c in f.result()["captions"]] for f in futures]
+        after = runs()
+    assert served == expected
+    assert all(len(words) <= n for (_, n), caps in zip(calls, served, strict=True)
+               for words in caps)
+    assert after - before < len(calls), "no two Caption calls shared a decode"
