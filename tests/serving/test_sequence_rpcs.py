@@ -173,21 +173,31 @@ def test_cli_translate_and_caption_plots(seq_server, tmp_path):
             assert im.width > 50 and im.height > 50
 
 
-def test_concurrent_translate_calls_merge_and_each_gets_its_own(seq_server):
+@pytest.fixture(scope="module")
+def merging_server(seq_server):
+    """The same models behind a 50 ms queue delay, so concurrent calls surely meet in the
+    queue: the toy decodes take well under a millisecond, less than a client thread needs to
+    send the next call, and without a delay whether two calls overlap is up to the machine."""
+    with ServerProcess(seq_server.repository, "--batch-max-delay-us", "50000") as server:
+        server.repository = seq_server.repository
+        yield server
+
+
+def test_concurrent_translate_calls_merge_and_each_gets_its_own(merging_server):
     """Calls of one beam size whose sentences fall in one length bucket share a decode, and
     each caller gets exactly the translations its texts get alone; a bad call fails alone."""
-    runner = load_runner(seq_server.repository / "toy-translate" / "1", SessionConfig())
+    runner = load_runner(merging_server.repository / "toy-translate" / "1", SessionConfig())
     calls = [[SENTENCES[i % len(SENTENCES)], SENTENCES[(i + 2) % len(SENTENCES)]][:1 + i % 2]
              for i in range(24)]
     expected = [[r.text for r in runner.translate(texts, beam_size=2)] for texts in calls]
 
     def stats():
-        with grpc.insecure_channel(seq_server.target) as channel:
+        with grpc.insecure_channel(merging_server.target) as channel:
             s = oip_grpc.GRPCInferenceServiceStub(channel).ModelStatistics(
                 oip.ModelStatisticsRequest(name="toy-translate"), timeout=5).model_stats[0]
         return s.inference_count, s.execution_count
 
-    with Client(seq_server.target) as client, ThreadPoolExecutor(24) as pool:
+    with Client(merging_server.target) as client, ThreadPoolExecutor(24) as pool:
         client.list_models()
         rows_before, runs_before = stats()
         futures = [pool.submit(client.translate, "toy-translate", texts, beam_size=2)
@@ -218,8 +228,8 @@ def test_sentence_batching_keys_on_beam_size_and_length_bucket(seq_server):
          [r.text for r in runner.translate(["el perro come la manzana roja"], 2)]]
 
 
-def test_concurrent_caption_calls_merge_and_keep_their_own_length_limits(seq_server):
-    runner = load_runner(seq_server.repository / "toy-caption" / "1", SessionConfig())
+def test_concurrent_caption_calls_merge_and_keep_their_own_length_limits(merging_server):
+    runner = load_runner(merging_server.repository / "toy-caption" / "1", SessionConfig())
     rng = np.random.default_rng(3)
     calls = [(rng.integers(0, 256, (1 + i % 2, 32, 32)).astype(np.uint8), 2 + i % 3)
              for i in range(16)]
@@ -227,12 +237,12 @@ def test_concurrent_caption_calls_merge_and_keep_their_own_length_limits(seq_ser
                 for x, n in calls]
 
     def runs():
-        with grpc.insecure_channel(seq_server.target) as channel:
+        with grpc.insecure_channel(merging_server.target) as channel:
             return oip_grpc.GRPCInferenceServiceStub(channel).ModelStatistics(
                 oip.ModelStatisticsRequest(name="toy-caption"), timeout=5) \
                 .model_stats[0].execution_count
 
-    with Client(seq_server.target) as client, ThreadPoolExecutor(16) as pool:
+    with Client(merging_server.target) as client, ThreadPoolExecutor(16) as pool:
         client.list_models()
         before = runs()
         futures = [pool.submit(client.caption, "toy-caption", pixels=x, beam_size=2,
