@@ -1,5 +1,6 @@
 """The server under concurrent load: throughput and p50/p99 at concurrency 1 / 8 / 32 / 128,
-with and without dynamic batching, through both APIs, in one and in two processes.
+without dynamic batching, with it at its defaults, and with it set for throughput (a 5 ms queue
+delay), through both APIs, in one and in two processes.
 
 Load comes from separate processes (bench.load). A reference row per server bounds what
 batching can win: `health` is a gRPC call that runs no model (the per-call floor of Python gRPC
@@ -55,9 +56,16 @@ class Statistics:
         return sum(s.inference_count for s in stats), sum(s.execution_count for s in stats)
 
 
+# server flags per batching column: the defaults (no queue delay: a lone call never waits),
+# and a throughput setting, where a call waits up to 5 ms for others (up to 32 rows)
+BATCHING = {"off": ["--batching", "off"], "on": ["--batching", "on"],
+            "on, 5 ms delay": ["--batching", "on", "--batch-max-delay-us", "5000",
+                               "--batch-max-size", "32"]}
+
+
 @contextmanager
 def server(repository: Path, processes: int, batching: str) -> Iterator[str]:
-    with running_server(repository, "--batching", batching, "--processes",
+    with running_server(repository, *BATCHING[batching], "--processes",
                         str(processes)) as target:
         if processes > 1:
             _wait_all_workers(target)
@@ -88,7 +96,7 @@ def run(quick: bool = False, todo: list[tuple[int, str, str, int]] | None = None
         for arch in sorted({m for _, m, _, _ in todo}):
             publish_classifier(repository, arch)
         for processes in sorted({p for p, *_ in todo}):
-            for batching in ("off", "on"):
+            for batching in BATCHING:
                 with server(repository, processes, batching) as target:
                     stats = Statistics(target)
                     if batching == "on":
@@ -103,7 +111,7 @@ def run(quick: bool = False, todo: list[tuple[int, str, str, int]] | None = None
             for r in rows if r["batching"] == "off"}
     floor = {r["processes"]: r["throughput_rps"] for r in rows if r["api"] == "health"}
     for r in rows:
-        if r["batching"] == "on" and r["api"] != "health":
+        if r["batching"] not in ("off", "-"):
             off = base.get((r["processes"], r["model"], r["api"], r["concurrency"]))
             r["vs_no_batching"] = round(r["throughput_rps"] / off, 2) if off else "-"
             # what batching could give at best: calls that cost no model time at all
