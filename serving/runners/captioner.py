@@ -131,13 +131,17 @@ class CaptionerRunner(ImageInput, SequenceRunner):
                 score=h.score, finished=h.finished))
         return results
 
-    def infer(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None,
-              beam_size: int = 0, max_length: int = 0) -> dict[str, np.ndarray]:
-        """The Open Inference Protocol view: encoded images in, padded tensors out."""
+    def call_from_tensors(self, feeds: dict[str, np.ndarray], beam_size: int = 0,
+                          max_length: int = 0) -> CaptionCall:
+        """The Open Inference Protocol's encoded images, decoded and checked."""
         images = [bytes(x) for x in feeds["image"].reshape(-1)]
         if not images:
             raise InvalidInput("no image to caption")
-        results = self.caption(self.pixels_from_images(images), beam_size, max_length)
+        return CaptionCall(self.pixels_from_images(images), beam_size, self.limit(max_length))
+
+    def tensors_from_results(self, results: list[CaptionResult],
+                             outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Captions as the Open Inference Protocol's padded tensors."""
         n, t = len(results), max((len(r.token_ids) for r in results), default=0)
         out = {"caption": np.array([r.text.encode() for r in results], dtype=object),
                "token_ids": np.full((n, t), -1, np.int64),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +28,22 @@ class SequenceRunner(Runner):
         dec = manifest.decoding
         self.default_beam = int(dec.get("default_beam_size", 1))
         self.length_penalty = float(dec.get("length_penalty", 0.0))
+
+    def call_from_tensors(self, feeds: dict[str, np.ndarray], beam_size: int = 0,
+                          max_length: int = 0) -> Any:
+        """One Open Inference Protocol call's tensors as this model's batch payload."""
+        raise NotImplementedError
+
+    def tensors_from_results(self, results: Any,
+                             outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        """A call's decoded results as the Open Inference Protocol's tensors."""
+        raise NotImplementedError
+
+    def infer(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None,
+              beam_size: int = 0, max_length: int = 0) -> dict[str, np.ndarray]:
+        """The Open Inference Protocol view, run alone (the server merges calls instead)."""
+        call = self.call_from_tensors(feeds, beam_size, max_length)
+        return self.tensors_from_results(self.batch_strategy().run([call])[0], outputs)
 
     def search(self, state: np.ndarray, memory: np.ndarray, mask: np.ndarray,
                max_lengths: np.ndarray, beam_size: int, bos_id: int,

@@ -175,10 +175,15 @@ class TranslatorRunner(SequenceRunner):
             attention=h.attention[:, :len(source_pieces)],
             score=h.score, finished=h.finished)
 
-    def infer(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None,
-              beam_size: int = 0, max_length: int = 0) -> dict[str, np.ndarray]:
-        """The Open Inference Protocol view: BYTES text in, padded tensors out."""
-        results = self.translate(decode_texts(feeds["text"].reshape(-1)), beam_size, max_length)
+    def call_from_tensors(self, feeds: dict[str, np.ndarray], beam_size: int = 0,
+                          max_length: int = 0) -> TranslationCall:
+        """The Open Inference Protocol's BYTES texts, tokenised and checked."""
+        return TranslationCall(self.prepare(decode_texts(feeds["text"].reshape(-1)),
+                                            max_length), beam_size)
+
+    def tensors_from_results(self, results: list[TranslationResult],
+                             outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Translations as the Open Inference Protocol's padded tensors."""
         n = len(results)
         t = max((len(r.target_ids) for r in results), default=0)
         s = max(len(r.source_pieces) for r in results)

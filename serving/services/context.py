@@ -21,11 +21,12 @@ import grpc
 import numpy as np
 
 from serving import metrics
-from serving.batching import BatchingConfig, DynamicBatcher, TensorBatching
+from serving.batching import BatchingConfig, DynamicBatcher
 from serving.errors import NotReady, ServingError
 from serving.execution import InferencePool
 from serving.registry import ModelRegistry
 from serving.runners import Runner
+from serving.runners.sequence import SequenceRunner
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,10 +68,15 @@ class ServerContext:
                     options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
         """Run a model on one call's tensors (through its dynamic batcher when batching is on),
         recorded in the runner's statistics."""
+        if isinstance(runner, SequenceRunner):
+            # decoded and checked per call (images: on a worker), then merged as decodes
+            call = await self.run(context, functools.partial(
+                runner.call_from_tensors, feeds, **(options or {})))
+            return runner.tensors_from_results(await self.batched(context, runner, call),
+                                               outputs)
         rows = next(iter(feeds.values())).shape[0]
         batcher = self._batcher(runner)
-        # a model whose calls merge otherwise (translation: sentences) runs raw tensors alone
-        if batcher is None or options or not isinstance(batcher.strategy, TensorBatching):
+        if batcher is None or options:
             run = functools.partial(runner.infer, **(options or {}))
             # options change the work (e.g. which outputs), so they never share an average
             kind = None if options else (runner.name, runner.version, rows)

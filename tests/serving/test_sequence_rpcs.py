@@ -253,3 +253,32 @@ def test_concurrent_caption_calls_merge_and_keep_their_own_length_limits(merging
     assert all(len(words) <= n for (_, n), caps in zip(calls, served, strict=True)
                for words in caps)
     assert after - before < len(calls), "no two Caption calls shared a decode"
+
+
+def test_open_inference_protocol_translate_calls_merge_too(merging_server):
+    """tritonclient users get the same merging: ModelInfer calls share decodes."""
+    calls = [SENTENCES[i % len(SENTENCES)] for i in range(12)]
+    with Client(merging_server.target) as client:
+        expected = [client.translate("toy-translate", [t], beam_size=1)["translations"][0]
+                    ["text"] for t in calls]
+
+    def infer(text: str, stub) -> str:
+        request = oip.ModelInferRequest(model_name="toy-translate")
+        request.inputs.add(name="text", datatype="BYTES", shape=[1])
+        request.raw_input_contents.append(encode_bytes_tensor(np.array([text], dtype=object)))
+        request.parameters["beam_size"].int64_param = 1
+        response = stub.ModelInfer(request, timeout=30)
+        raw = dict(zip((o.name for o in response.outputs), response.raw_output_contents,
+                       strict=True))["translation"]
+        return decode_bytes_tensor(raw, 1, "translation")[0].decode()
+
+    with grpc.insecure_channel(merging_server.target) as channel, \
+            ThreadPoolExecutor(12) as pool:
+        stub = oip_grpc.GRPCInferenceServiceStub(channel)
+        before = stub.ModelStatistics(oip.ModelStatisticsRequest(name="toy-translate"),
+                                      timeout=5).model_stats[0].execution_count
+        served = list(pool.map(lambda t: infer(t, stub), calls))
+        after = stub.ModelStatistics(oip.ModelStatisticsRequest(name="toy-translate"),
+                                     timeout=5).model_stats[0].execution_count
+    assert served == expected
+    assert after - before < len(calls), "no two ModelInfer calls shared a decode"
