@@ -62,8 +62,10 @@ def test_graphs_match_the_contract_and_pass_parity(tmp_path: Path, rnn: str,
     enc_out = dims(tmp_path / ENCODER_FILE, "output")
     assert list(enc_out) == ["memory", "state"] and enc_out["state"] == ["batch", d]
     assert enc_out["memory"][:2] == ["batch", "src_len"]
+    # memory [M = 24] and, unless the attention is dot, its keys (additive 16, general 24)
+    served = {"additive": 24 + 16, "general": 24 + 24, "dot": 24}[attention]
     assert dims(tmp_path / DECODER_FILE, "input") == {
-        "prev_ids": ["batch"], "state": ["batch", d], "memory": ["batch", "src_len", 24],
+        "prev_ids": ["batch"], "state": ["batch", d], "memory": ["batch", "src_len", served],
         "src_mask": ["batch", "src_len"]}
     assert dims(tmp_path / DECODER_FILE, "output") == {
         "log_probs": ["batch", 30], "new_state": ["batch", d], "attention": ["batch", "src_len"]}

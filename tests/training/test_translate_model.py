@@ -99,6 +99,29 @@ def test_teacher_forcing_equals_the_step_by_step_decoder(rnn: str, attention: st
     assert torch.all(weights[1, :, 2:] == 0)
 
 
+@pytest.mark.parametrize("attention", ATTENTION_TYPES)
+def test_the_served_step_over_cached_keys_is_the_step(attention: str) -> None:
+    """The exported graphs pass memory with its attention keys computed once per source;
+    stepping over that is the model's own step, which computes the keys every time."""
+    model = tiny("gru", attention, False)
+    src, lengths = torch.tensor([[7, 8, 9, 3], [5, 3, 0, 0]]), torch.tensor([4, 2])
+    with torch.no_grad():
+        memory, mask, state = model.encode(src, lengths)
+        served = model.served_memory(memory)
+        cached = model.decoder.attention.caches_keys
+        assert served.shape[-1] > model.memory_dim if cached else torch.equal(served, memory)
+        torch.testing.assert_close(served[..., :model.memory_dim], memory, atol=0, rtol=0)
+        plain_state, served_state = state, state
+        for prev in ([2, 2], [4, 7], [5, 9]):
+            prev_ids = torch.tensor(prev)
+            logits, plain_state, weights = model.step(prev_ids, plain_state, memory, mask)
+            s_logits, served_state, s_weights = model.served_step(prev_ids, served_state,
+                                                                  served, mask)
+            torch.testing.assert_close(s_logits, logits, atol=1e-6, rtol=0)
+            torch.testing.assert_close(s_weights, weights, atol=1e-7, rtol=0)
+            torch.testing.assert_close(served_state, plain_state, atol=1e-6, rtol=0)
+
+
 def test_scheduled_sampling_feeds_own_predictions() -> None:
     model = tiny()
     src, lengths = torch.tensor([[7, 8, 9, 3]]), torch.tensor([4])

@@ -1,10 +1,14 @@
 """The decoder-step graph both sequence models export (translation and captioning): one step of
 the model's own `step`, with log_softmax inside, so the server searches over log-probabilities.
 
-Each model provides `step(prev_ids, state, memory, mask) -> (logits, new_state, attention)`.
+Each model provides `step(prev_ids, state, memory, mask) -> (logits, new_state, attention)`;
+a model whose encoder graph serves more than its memory (translation: the attention keys too)
+passes the step that reads that instead.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -17,19 +21,22 @@ STEP_OUTPUTS = ("log_probs", "new_state", "attention")
 
 
 class DecoderStepGraph(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, step: Callable[..., tuple[torch.Tensor, ...]] | None
+                 = None) -> None:
         super().__init__()
         self.model = model
+        self.step = step or model.step
 
     def forward(self, prev_ids: torch.Tensor, state: torch.Tensor, memory: torch.Tensor,
                 src_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits, new_state, attention = self.model.step(prev_ids, state, memory, src_mask)
+        logits, new_state, attention = self.step(prev_ids, state, memory, src_mask)
         return torch.log_softmax(logits, dim=-1), new_state, attention
 
 
-def torch_step(model: nn.Module) -> StepFn:
+def torch_step(model: nn.Module,
+               step: Callable[..., tuple[torch.Tensor, ...]] | None = None) -> StepFn:
     """The PyTorch decoder step as a numpy StepFn, for the search code shared with serving."""
-    graph = DecoderStepGraph(model).eval()
+    graph = DecoderStepGraph(model, step).eval()
 
     @torch.no_grad()
     def step(prev: np.ndarray, state: np.ndarray, memory: np.ndarray,

@@ -1,9 +1,14 @@
 """The two served graphs of a translation model and their parity gate.
 
 encoder.onnx       src_ids int64 [B, S] (right-padded), src_lengths int64 [B]
-                   -> memory float32 [B, S, M] (zero on padding), state float32 [B, D]
-decoder_step.onnx  prev_ids int64 [B], state [B, D], memory [B, S, M], src_mask bool [B, S]
+                   -> memory float32 [B, S, M + K] (zero on padding), state float32 [B, D]
+decoder_step.onnx  prev_ids int64 [B], state [B, D], memory [B, S, M + K], src_mask bool [B, S]
                    -> log_probs [B, V] (log_softmax), new_state [B, D], attention [B, S]
+
+memory carries the attention's keys (K wide; none for dot attention) beside the encoder's
+states, so each source's keys are computed once rather than at every step and for every beam
+(Seq2Seq.served_memory). The server never looks inside it; versions exported before, with
+M-wide memory and the keys computed in the step, are served the same way.
 
 B and S are dynamic on every input. The server (serving.runners.translator) runs the encoder
 once and greedy or beam search (serving.decoding) over the step.
@@ -51,7 +56,7 @@ class EncoderGraph(nn.Module):
     def forward(self, src_ids: torch.Tensor,
                 src_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         memory, _, state = self.model.encode(src_ids, src_lengths)
-        return memory, state
+        return self.model.served_memory(memory), state
 
 
 def pad_batch(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -79,7 +84,8 @@ def export_translation_graphs(model: Seq2Seq, folder: Path,
                       output_axes={"memory": batch_and_length, "state": {0: "batch"}})
     step_inputs = (torch.tensor([2, 2], dtype=torch.int64), state, memory, lengths.new_tensor(
         [[True, True, True, True], [True, True, False, False]], dtype=torch.bool))
-    dec = export_onnx(DecoderStepGraph(model), step_inputs, folder / DECODER_FILE, STEP_INPUTS,
+    dec = export_onnx(DecoderStepGraph(model, model.served_step), step_inputs,
+                      folder / DECODER_FILE, STEP_INPUTS,
                       STEP_OUTPUTS, {"prev_ids": {0: "batch"}, "state": {0: "batch"},
                                      "memory": batch_and_length, "src_mask": batch_and_length},
                       exporter=exporter,
@@ -274,10 +280,12 @@ def _check_translation_parity(model: Seq2Seq, folder: Path, sources: Sequence[Se
             later = state
             for _ in range(2):
                 _, later, _ = model.step(ids, later, memory, mask)
+            served = model.served_memory(memory)
         for s in (state, later):
             step_batches.append({"prev_ids": ids.numpy(), "state": s.numpy(),
-                                 "memory": memory.numpy(), "src_mask": mask.numpy()})
-    dec_report = check_parity(DecoderStepGraph(model), folder / DECODER_FILE, step_batches,
+                                 "memory": served.numpy(), "src_mask": mask.numpy()})
+    dec_report = check_parity(DecoderStepGraph(model, model.served_step),
+                              folder / DECODER_FILE, step_batches,
                               tolerance=tolerance,
                               relative_tolerance={"log_probs": LOG_PROBS_RTOL})
     held_out = list(sources[:greedy_sentences])

@@ -8,6 +8,10 @@ Three similarities (Luong et al. 2015 names; additive is Bahdanau et al. 2014):
 
 Queries may be one per sentence [B, Q] (one decoder step) or a sequence [B, T, Q] (teacher
 forcing, all steps at once); both go through the same code so the two paths agree.
+
+The memory side of a score (W m for general, W_m m for additive: the "keys") does not depend on
+the query, so a decoder running step by step can compute it once per source (`keys`) and pass
+it to every step: for a batched beam-4 step it was 15% of the step's time.
 """
 
 from __future__ import annotations
@@ -29,16 +33,25 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class Attention(nn.Module):
-    def scores(self, query: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        """query [B, T, Q], memory [B, S, M] -> scores [B, T, S]."""
+    # whether the keys are worth computing once per source (dot attention's keys are the memory)
+    caches_keys = False
+
+    def keys(self, memory: torch.Tensor) -> torch.Tensor:
+        """memory [B, S, M] -> the memory side of the scores [B, S, K]."""
+        return memory
+
+    def scores(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """query [B, T, Q], keys [B, S, K] -> scores [B, T, S]."""
         raise NotImplementedError
 
-    def forward(self, query: torch.Tensor, memory: torch.Tensor,
-                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (context [B, (T,) M], weights [B, (T,) S]); T absent when query is [B, Q]."""
+    def forward(self, query: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor,
+                keys: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (context [B, (T,) M], weights [B, (T,) S]); T absent when query is [B, Q].
+        keys: self.keys(memory), when the caller computed it already."""
         single = query.dim() == 2
         q = query.unsqueeze(1) if single else query
-        weights = masked_softmax(self.scores(q, memory), mask)
+        keys = self.keys(memory) if keys is None else keys
+        weights = masked_softmax(self.scores(q, keys), mask)
         context = torch.bmm(weights, memory)
         if single:
             return context.squeeze(1), weights.squeeze(1)
@@ -52,29 +65,39 @@ class DotAttention(Attention):
             raise ValueError(f"dot attention needs equal query and memory sizes, got "
                              f"{query_dim} and {memory_dim} (use general or additive)")
 
-    def scores(self, query: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        return torch.bmm(query, memory.transpose(1, 2))
+    def scores(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(query, keys.transpose(1, 2))
 
 
 class GeneralAttention(Attention):
+    caches_keys = True
+
     def __init__(self, query_dim: int, memory_dim: int) -> None:
         super().__init__()
         self.key = nn.Linear(memory_dim, query_dim, bias=False)
 
-    def scores(self, query: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        return torch.bmm(query, self.key(memory).transpose(1, 2))
+    def keys(self, memory: torch.Tensor) -> torch.Tensor:
+        return self.key(memory)
+
+    def scores(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(query, keys.transpose(1, 2))
 
 
 class AdditiveAttention(Attention):
+    caches_keys = True
+
     def __init__(self, query_dim: int, memory_dim: int, attention_dim: int) -> None:
         super().__init__()
         self.query_proj = nn.Linear(query_dim, attention_dim, bias=False)
         self.key = nn.Linear(memory_dim, attention_dim, bias=False)
         self.energy = nn.Linear(attention_dim, 1, bias=False)
 
-    def scores(self, query: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+    def keys(self, memory: torch.Tensor) -> torch.Tensor:
+        return self.key(memory)
+
+    def scores(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         # [B, T, 1, A] + [B, 1, S, A] -> tanh -> v -> [B, T, S]
-        hidden = torch.tanh(self.query_proj(query).unsqueeze(2) + self.key(memory).unsqueeze(1))
+        hidden = torch.tanh(self.query_proj(query).unsqueeze(2) + keys.unsqueeze(1))
         return self.energy(hidden).squeeze(-1)
 
 

@@ -154,22 +154,25 @@ class RecurrentDecoder(nn.Module):
             parts.append(feed)
         return torch.cat(parts, dim=-1)
 
-    def readout(self, hidden: torch.Tensor, memory: torch.Tensor,
-                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def readout(self, hidden: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor,
+                keys: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """hidden [B, T, H] -> (logits [B, T, V], u [B, T, H], weights [B, T, S])."""
-        context, weights = self.attention(hidden, memory, mask)
+        context, weights = self.attention(hidden, memory, mask, keys)
         u = torch.tanh(self.combine(torch.cat([hidden, context], dim=-1)))
         return self.output(self.dropout(u)), u, weights
 
     def step(self, prev_ids: torch.Tensor, state: torch.Tensor, memory: torch.Tensor,
-             mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One token: prev_ids [B] -> (logits [B, V], new state [B, D], weights [B, S])."""
+             mask: torch.Tensor, keys: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One token: prev_ids [B] -> (logits [B, V], new state [B, D], weights [B, S]).
+        keys: attention.keys(memory), computed once per source by a step-by-step caller."""
         rnn_state, feed = self.unpack(state)
         x = self.dropout(self.embed(prev_ids)).unsqueeze(1)
         if feed is not None:
             x = torch.cat([x, feed.unsqueeze(1)], dim=-1)
         hidden, rnn_state = self.rnn(x, rnn_state)
-        logits, u, weights = self.readout(hidden, memory, mask)
+        logits, u, weights = self.readout(hidden, memory, mask, keys)
         new_feed = u.squeeze(1) if feed is not None else None
         return logits.squeeze(1), self.pack(rnn_state, new_feed), weights.squeeze(1)
 
@@ -233,6 +236,23 @@ class Seq2Seq(nn.Module):
     def step(self, prev_ids: torch.Tensor, state: torch.Tensor, memory: torch.Tensor,
              mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.decoder.step(prev_ids, state, memory, mask)
+
+    # What the exported graphs pass from the encoder to every decoder step: the memory and,
+    # when the attention has any, its keys, concatenated on the last axis [B, S, M + K]. The
+    # search treats it as one opaque tensor (expanded per beam, rows dropped), so keys are
+    # computed once per source instead of once per step and beam.
+    def served_memory(self, memory: torch.Tensor) -> torch.Tensor:
+        attention = self.decoder.attention
+        return torch.cat([memory, attention.keys(memory)], dim=-1) \
+            if attention.caches_keys else memory
+
+    def served_step(self, prev_ids: torch.Tensor, state: torch.Tensor, served: torch.Tensor,
+                    mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """step() over served_memory(memory)."""
+        if not self.decoder.attention.caches_keys:
+            return self.step(prev_ids, state, served, mask)
+        memory, keys = served[..., :self.memory_dim], served[..., self.memory_dim:]
+        return self.decoder.step(prev_ids, state, memory, mask, keys)
 
     def forward(self, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor,
                 teacher_forcing: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
