@@ -40,6 +40,7 @@ from bench.timing import interleaved
 from serving.api.generated.smallserve.v1 import model_service_pb2_grpc as pb_grpc
 from serving.client.messages import translate_request
 from serving.decoding import beam_search, greedy_decode
+from serving.preprocess.tensors import pad_batch
 from serving.runners import TranslatorRunner, load_runner
 from serving.runtime.session import SessionConfig
 
@@ -126,7 +127,7 @@ class BoundStep:
 
 def io_binding_rows(runner: TranslatorRunner, texts: list[str],
                     repeats: int) -> list[dict[str, Any]]:
-    src, lengths = runner.prepare(texts).padded(runner.pad_id)
+    src, lengths = pad_batch(runner.prepare(texts).ids, runner.pad_id)
     memory, state = runner.sessions["encoder"].run(
         ["memory", "state"], {"src_ids": src, "src_lengths": lengths})
     mask = np.arange(src.shape[1])[None, :] < lengths[:, None]

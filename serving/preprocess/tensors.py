@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -52,3 +53,12 @@ def check_batch_size(n: int, limit: int) -> None:
         raise InvalidInput("the batch is empty")
     if limit and n > limit:
         raise TooLarge(f"batch of {n} exceeds this server's limit of {limit}")
+
+
+def pad_batch(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token id lists -> right-padded int64 [B, S] and lengths [B]."""
+    lengths = np.array([len(x) for x in ids], np.int64)
+    batch = np.full((len(ids), int(lengths.max())), pad_id, np.int64)
+    for row, x in zip(batch, ids, strict=True):
+        row[:len(x)] = x
+    return batch, lengths

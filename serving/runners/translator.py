@@ -19,6 +19,7 @@ import sentencepiece as spm
 
 from serving.decoding import Hypothesis
 from serving.errors import InvalidInput
+from serving.preprocess.tensors import pad_batch
 from serving.preprocess.text import decode_texts
 from serving.repository import Manifest, TensorSpec
 from serving.runners.sequence import SequenceRunner, parse_search_options
@@ -46,14 +47,6 @@ class Sources:
     ids: list[list[int]]
     pieces: list[list[str]]
     limits: list[int]
-
-    def padded(self, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-        """Source ids [B, S] right-padded, and lengths [B]."""
-        lengths = np.array([len(p) for p in self.ids], np.int64)
-        batch = np.full((len(lengths), int(lengths.max())), pad_id, np.int64)
-        for row, pieces in zip(batch, self.ids, strict=True):
-            row[:len(pieces)] = pieces
-        return batch, lengths
 
     @classmethod
     def concat(cls, parts: list[Sources]) -> Sources:
@@ -152,7 +145,7 @@ class TranslatorRunner(SequenceRunner):
 
     def decode(self, sources: Sources, beam_size: int = 0) -> list[TranslationResult]:
         """Encoder once over the padded sentences, then the search over the decoder step."""
-        src_ids, lengths = sources.padded(self.pad_id)
+        src_ids, lengths = pad_batch(sources.ids, self.pad_id)
         memory, state = self.sessions["encoder"].run(
             ["memory", "state"], {"src_ids": src_ids, "src_lengths": lengths})
         mask = np.arange(src_ids.shape[1])[None, :] < lengths[:, None]

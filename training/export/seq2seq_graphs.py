@@ -36,6 +36,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 from torch import nn
 
 from serving.decoding import Hypothesis, StepFn, beam_search, greedy_decode
+from serving.preprocess.tensors import pad_batch
 from training.export.decoder_step import STEP_INPUTS, STEP_OUTPUTS, DecoderStepGraph
 from training.export.onnx_export import export_onnx
 from training.export.parity import LOG_PROBS_RTOL, PROVIDER, ParityError, ParityReport, check_parity
@@ -57,15 +58,6 @@ class EncoderGraph(nn.Module):
                 src_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         memory, _, state = self.model.encode(src_ids, src_lengths)
         return self.model.served_memory(memory), state
-
-
-def pad_batch(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Right-padded [B, S] int64 and lengths [B], as the server builds them."""
-    lengths = np.array([len(x) for x in ids], np.int64)
-    batch = np.full((len(ids), int(lengths.max())), pad_id, np.int64)
-    for row, x in zip(batch, ids, strict=True):
-        row[:len(x)] = x
-    return batch, lengths
 
 
 def export_translation_graphs(model: Seq2Seq, folder: Path,
