@@ -67,6 +67,15 @@ class BatchStrategy(Protocol):
         """What runs of this many rows are called for serving.execution (None: never inline)."""
 
 
+def split(results: list[Any], sizes: list[int]) -> list[list[Any]]:
+    """One merged run's results cut back into consecutive parts, one per call."""
+    parts, offset = [], 0
+    for n in sizes:
+        parts.append(results[offset:offset + n])
+        offset += n
+    return parts
+
+
 class TensorBatching:
     """Tensor feeds: merged along axis 0 when every input agrees beyond it; outputs sliced."""
 
@@ -109,7 +118,7 @@ class DynamicBatcher:
     runner: Runner
     config: BatchingConfig
     pool: InferencePool
-    strategy: BatchStrategy | None = None  # None: TensorBatching(runner)
+    strategy: BatchStrategy
     _queue: deque[_Request] = field(default_factory=deque)
     _queued_rows: int = 0
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -117,13 +126,8 @@ class DynamicBatcher:
     _running: int = 0  # batches running now, at most config.instances
     _task: asyncio.Task[None] | None = None
 
-    def __post_init__(self) -> None:
-        if self.strategy is None:
-            self.strategy = TensorBatching(self.runner)
-
     async def submit(self, payload: Any, deadline: float | None) -> tuple[Any, int, int]:
         """This call's result, with the ns it spent queued and computing."""
-        assert self.strategy is not None
         rows = self.strategy.rows(payload)
         if self._queued_rows + rows > self.config.max_queue_size:
             raise TooLarge(f"model {self.runner.name} has {self._queued_rows} rows queued; "
@@ -195,7 +199,6 @@ class DynamicBatcher:
 
     async def _run(self, batch: list[_Request]) -> None:
         """Run one batch in a slot already taken; frees the slot."""
-        assert self.strategy is not None
         try:
             rows = sum(r.rows for r in batch)
             deadlines = [r.deadline for r in batch]

@@ -55,8 +55,8 @@ class Runner:
     def warmup(self) -> None:
         """Run once on dummy input so the first real request does not pay for lazy init."""
 
-    def batch_strategy(self) -> BatchStrategy | None:
-        """How concurrent calls to this model merge into one run (None: they never do)."""
+    def batch_strategy(self) -> BatchStrategy:
+        """How concurrent calls to this model merge into one run."""
         return TensorBatching(self)
 
     @property

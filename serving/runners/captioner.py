@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from serving.batching import split
 from serving.errors import InvalidInput
 from serving.repository import Manifest, TensorSpec
 from serving.runners.image import ImageInput
@@ -59,11 +60,7 @@ class CaptionBatching:
         limits = np.concatenate([np.full(len(p.pixels), p.max_length, np.int64)
                                  for p in payloads])
         results = self.runner.decode(pixels, limits, payloads[0].beam_size)
-        parts, offset = [], 0
-        for p in payloads:
-            parts.append(results[offset:offset + len(p.pixels)])
-            offset += len(p.pixels)
-        return parts
+        return split(results, [len(p.pixels) for p in payloads])
 
     def inline_kind(self, rows: int) -> Hashable | None:
         return None  # a whole decode: never on the event loop

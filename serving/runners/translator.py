@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import sentencepiece as spm
 
+from serving.batching import split
 from serving.decoding import Hypothesis
 from serving.errors import InvalidInput
 from serving.preprocess.tensors import pad_batch
@@ -76,11 +77,7 @@ class SentenceBatching:
     def run(self, payloads: list[TranslationCall]) -> list[list[TranslationResult]]:
         merged = Sources.concat([p.sources for p in payloads])
         results = self.runner.decode(merged, payloads[0].beam_size)
-        parts, offset = [], 0
-        for p in payloads:
-            parts.append(results[offset:offset + len(p.sources.ids)])
-            offset += len(p.sources.ids)
-        return parts
+        return split(results, [len(p.sources.ids) for p in payloads])
 
     def inline_kind(self, rows: int) -> Hashable | None:
         return None  # a whole decode: never on the event loop

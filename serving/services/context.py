@@ -74,44 +74,29 @@ class ServerContext:
                 runner.call_from_tensors, feeds, **(options or {})))
             return runner.tensors_from_results(await self.batched(context, runner, call),
                                                outputs)
-        rows = next(iter(feeds.values())).shape[0]
-        batcher = self._batcher(runner)
-        if batcher is None or options:
-            run = functools.partial(runner.infer, **(options or {}))
-            # options change the work (e.g. which outputs), so they never share an average
-            kind = None if options else (runner.name, runner.version, rows)
-            results = await self.execute(context, runner, rows, run, feeds, outputs,
-                                         inline_kind=kind)
-        else:
-            results = await self._recorded(context, runner, rows, batcher.submit, feeds)
+        results = await self.batched(context, runner, feeds)
         return {name: results[name] for name in outputs}
 
     async def batched(self, context: grpc.aio.ServicerContext, runner: Runner,
                       payload: Any) -> Any:
         """One call's work in the form its model's batch strategy takes, merged with other
-        calls through the model's batcher, or run alone when batching is off."""
-        strategy = runner.batch_strategy()
-        assert strategy is not None, f"{runner.name} has no batch strategy"
-        rows = strategy.rows(payload)
+        calls through the model's batcher, or run alone when batching is off; recorded in the
+        runner's statistics. Only runs the strategy names may run inline
+        (serving.execution); whole decodes never do."""
         batcher = self._batcher(runner)
-        if batcher is None:
-            results = await self.execute(context, runner, rows, strategy.run, [payload],
-                                         inline_kind=strategy.inline_kind(rows))
-            return results[0]
-        return await self._recorded(context, runner, rows, batcher.submit, payload)
+        if batcher is not None:
+            rows = batcher.strategy.rows(payload)
+            return await self._recorded(context, runner, rows, batcher.submit, payload)
+        strategy = runner.batch_strategy()
+        rows = strategy.rows(payload)
 
-    async def execute(self, context: grpc.aio.ServicerContext, runner: Runner, rows: int,
-                      fn: Callable[..., T], *args: Any, inline_kind: Any = None) -> T:
-        """One model execution of fn(*args), outside any batcher (sequence models decode whole
-        batches themselves), recorded in the runner's statistics. Only runs of a named
-        `inline_kind` may run inline (serving.execution); whole decodes never do."""
-
-        async def on_worker(deadline: float | None) -> tuple[T, int, int]:
-            outcome = await self.pool.run(inline_kind, deadline, fn, *args)
+        async def alone(deadline: float | None) -> tuple[Any, int, int]:
+            results, waited_ns, compute_ns = await self.pool.run(
+                strategy.inline_kind(rows), deadline, strategy.run, [payload])
             runner.stats.record_execution(rows)
-            return outcome
+            return results[0], waited_ns, compute_ns
 
-        return await self._recorded(context, runner, rows, on_worker)
+        return await self._recorded(context, runner, rows, alone)
 
     async def _recorded(self, context: grpc.aio.ServicerContext, runner: Runner, rows: int,
                         submit: Callable[..., Awaitable[tuple[T, int, int]]], *args: Any) -> T:
@@ -127,12 +112,10 @@ class ServerContext:
     def _batcher(self, runner: Runner) -> DynamicBatcher | None:
         if runner.batcher is None:
             config = self.batching.for_model(runner.manifest.serving.get("dynamic_batching", {}))
-            strategy = runner.batch_strategy()
-            if not config.enabled or strategy is None:
-                runner.batcher = False  # decided once per version
-                return None
-            # kept on the runner, so a superseded version's queue goes away with it
-            runner.batcher = DynamicBatcher(runner, config, self.pool, strategy)
+            # kept on the runner, so a superseded version's queue goes away with it; False:
+            # batching is off for this version, decided once
+            runner.batcher = DynamicBatcher(runner, config, self.pool, runner.batch_strategy()) \
+                if config.enabled else False
         return runner.batcher or None
 
 

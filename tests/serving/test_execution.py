@@ -77,7 +77,7 @@ def test_an_idle_batcher_runs_a_lone_call_at_once_and_queues_the_calls_behind_it
 
     async def scenario():
         batcher = DynamicBatcher(runner, BatchingConfig(max_batch_size=16),
-                                 InferencePool(1, inline_below_us=0))
+                                 InferencePool(1, inline_below_us=0), runner.batch_strategy())
         alone = await batcher.submit({"pixels": inputs[0]}, None)
         no_task = batcher._task is None  # answered without the scheduler
         together = await asyncio.gather(*(batcher.submit({"pixels": x}, None)
