@@ -6,7 +6,8 @@ every global batch: --batch-size stays the GLOBAL batch, split evenly across the
 DistributedDataParallel averages the gradients, so one optimiser step sees the same examples as
 a single-process step with the same settings. Rank 0 alone evaluates on the validation split
 (broadcasting the figures so every rank takes the same early-stopping decision), writes
-checkpoints, exports and publishes; the other ranks return after training.
+checkpoints, exports and publishes. When training is over every rank leaves the group together
+(finish_training) and the other ranks exit while rank 0 publishes.
 
 Without torchrun (no WORLD_SIZE in the environment, or WORLD_SIZE=1) every function here is a
 no-op for a world of one, so the tasks have a single code path.
@@ -77,7 +78,27 @@ def process_group(device: str, environ: Mapping[str, str] = os.environ) -> Itera
     try:
         yield world()
     finally:
+        # the task normally closed it already (finish_training); this is the error path, where
+        # a rank leaves alone and torchrun stops the others
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def finish_training() -> World:
+    """Close the process group now that training is over, on every rank at the same point,
+    and return the World it was: rank 0 goes on alone to evaluate, export and publish.
+
+    Together, and before rank 0's long solo part: NCCL wants its communicators torn down
+    collectively, and a rank that left a live gloo group alone and exited while rank 0 still
+    held it died once in CI in its interpreter's shutdown ("terminate called without an active
+    exception", SIGABRT; not reproduced here in ~140 runs). Leaving at a barrier is the path
+    every DDP script takes.
+    """
+    current = world()
+    if current.distributed:
+        dist.barrier(device_ids=[current.local_rank] if current.backend == "nccl" else None)
         dist.destroy_process_group()
+    return current
 
 
 def device_for(name: str, current: World) -> torch.device:

@@ -73,6 +73,7 @@ class TrainResult:
     epochs_run: int
     stopped_early: bool
     seconds: float
+    world: World  # the processes that trained it (one, or torchrun's)
 
 
 class TrainingDiverged(FloatingPointError):
@@ -150,7 +151,7 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Callable[[int], Iterab
     return TrainResult(history=history, best_epoch=best_epoch, best_val=best_val,
                        epochs_run=len(history),
                        stopped_early=len(history) < config.epochs,
-                       seconds=time.perf_counter() - started)
+                       seconds=time.perf_counter() - started, world=current)
 
 
 class _Step(nn.Module):

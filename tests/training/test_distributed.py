@@ -83,8 +83,9 @@ def _train(root: Path, task: str, args: list[str], processes: int) -> subprocess
                 else [sys.executable, "-m", "training"])
     cmd = [*launcher, task, "--repository", str(root / "repo"), "--name", "m",
            "--checkpoint-dir", str(root / "runs"), "--quiet", *args]
-    # one thread a process, as torchrun sets it, so both runs compute alike
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # one thread a process, as torchrun sets it, so both runs compute alike; a rank that dies
+    # of a signal prints its Python stacks
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return proc

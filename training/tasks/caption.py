@@ -48,7 +48,7 @@ from training.data.multidigit import (
     MIN_DIGITS,
     make_multidigit,
 )
-from training.distributed import world
+from training.distributed import finish_training
 from training.export.caption_graphs import (
     DECODER_FILE,
     ENCODER_FILE,
@@ -226,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
           f"{model.grid[0]}x{model.grid[1]}; device {device}, seed {args.seed}")
     graph = EncoderGraph(model, mean, std).to(device)
     result = train_captioner(graph, train, data.validation, vocab, args, device)
-    if not world().is_main:
+    if not finish_training().is_main:
         return 0  # under torchrun rank 0 alone evaluates, exports and publishes
     graph = graph.cpu().eval()
 
@@ -399,7 +399,7 @@ def build_manifest(args: argparse.Namespace, data: CaptionDataset, train: Captio
         "data": {"source": data.source, "train": len(train),
                  "train_captions": sum(len(r) for r in train.references),
                  "validation": len(data.validation), "test": len(data.test), **data.details},
-        "distributed": world().manifest_entry(),
+        "distributed": result.world.manifest_entry(),
         "history": [asdict(r) for r in result.history],
     }
     return {

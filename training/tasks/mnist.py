@@ -22,7 +22,7 @@ from serving.repository import VersionWriter
 from training.batching import ShuffledBatches
 from training.calibration import fit_temperature
 from training.data.mnist import ImageDataset, Split, load_mnist
-from training.distributed import world
+from training.distributed import finish_training
 from training.evaluate import evaluate_classifier
 from training.export.classifier_graph import (
     INPUT_NAME,
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     model = build_classifier(args.arch, data.image_shape, data.num_classes, args.hidden,
                              args.activation, args.dropout).to(device)
     result = train_classifier(model, train, data.validation, mean, std, args, device)
-    if not world().is_main:
+    if not finish_training().is_main:
         return 0  # under torchrun rank 0 alone evaluates, exports and publishes
     temperature = 1.0
     if not args.no_calibrate:
@@ -280,7 +280,7 @@ def build_manifest(args: argparse.Namespace, data: ImageDataset, train: Split,
         "data": {"source": data.source, "train": len(train),
                  "validation": len(data.validation), "test": len(data.test),
                  "split_seed": 0},
-        "distributed": world().manifest_entry(),
+        "distributed": result.world.manifest_entry(),
         "history": [asdict(r) for r in result.history],
     }
     return {

@@ -45,7 +45,7 @@ from training.data.tagging_folder import (
     VAL_FRACTION,
     load_tagging_folder,
 )
-from training.distributed import world
+from training.distributed import finish_training
 from training.evaluate import run_classifier
 from training.export.classifier_graph import (
     INPUT_NAME,
@@ -226,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
     pos_weight = balancing_pos_weight(train.targets, args.max_pos_weight).to(device) \
         if args.pos_weight == "auto" else None
     result = train_tagger(graph, train, data.validation, pos_weight, args, device)
-    if not world().is_main:
+    if not finish_training().is_main:
         return 0  # under torchrun rank 0 alone evaluates, exports and publishes
     graph = graph.cpu().eval()
 
@@ -364,7 +364,7 @@ def build_manifest(args: argparse.Namespace, data: TaggingDataset, train: Taggin
                  "train_label_counts": dict(zip(data.labels,
                                                 train.targets.sum(0).tolist(), strict=True)),
                  **data.details},
-        "distributed": world().manifest_entry(),
+        "distributed": result.world.manifest_entry(),
         "history": [asdict(r) for r in result.history],
     }
     preprocessing = {

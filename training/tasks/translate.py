@@ -33,7 +33,7 @@ from serving.repository import VersionWriter
 from training.data.parallel import ParallelSplits, load_splits
 from training.data.toy_grammar import DEFAULT_SIZES, toy_splits
 from training.data.translation_batches import TranslationBatches, make_batch
-from training.distributed import world
+from training.distributed import finish_training, world
 from training.evaluate_translation import alignment_score, decode_corpus, score
 from training.export.onnx_export import EXPORTERS
 from training.export.quantize import METHOD, quantize_folder, score_change, timed_pair
@@ -252,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
     if world().is_main:
         save_run_files(args.checkpoint_dir, tokenizer, cfg)
     result = train_model(model, sources, targets, data, tokenizer, args, device)
-    if not world().is_main:
+    if not finish_training().is_main:
         return 0  # under torchrun rank 0 alone evaluates, exports and publishes
 
     model = model.cpu().eval()
@@ -433,7 +433,7 @@ def build_manifest(args: argparse.Namespace, data: ParallelSplits, n_train: int,
         "threads": torch.get_num_threads(),
         "data": {"source": data.source, "train": n_train, "dev": len(data.dev),
                  "test": len(data.test)},
-        "distributed": world().manifest_entry(),
+        "distributed": result.world.manifest_entry(),
         "history": [asdict(r) for r in result.history],
     }
     return {
