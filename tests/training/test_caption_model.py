@@ -9,16 +9,14 @@ import pytest
 import torch
 
 from training.caption_metrics import attention_localisation, corpus_bleu, exact_match
-from training.models.captioner import (
-    AdditiveAttention,
-    Captioner,
-    doubly_stochastic_penalty,
-)
+from training.models.attention import AdditiveAttention
+from training.models.captioner import Captioner, doubly_stochastic_penalty
 
 
 def test_attention_rows_sum_to_one_and_masked_cells_get_zero():
     torch.manual_seed(0)
-    att = AdditiveAttention(memory_dim=6, query_dim=5, attention_dim=4)
+    # the captioner's attention: additive, with a bias on the query side
+    att = AdditiveAttention(query_dim=5, memory_dim=6, attention_dim=4, query_bias=True)
     memory, query = torch.randn(3, 7, 6), torch.randn(3, 5)
     mask = torch.ones(3, 7, dtype=torch.bool)
     mask[1, 4:] = False

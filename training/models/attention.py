@@ -86,9 +86,10 @@ class GeneralAttention(Attention):
 class AdditiveAttention(Attention):
     caches_keys = True
 
-    def __init__(self, query_dim: int, memory_dim: int, attention_dim: int) -> None:
+    def __init__(self, query_dim: int, memory_dim: int, attention_dim: int,
+                 query_bias: bool = False) -> None:
         super().__init__()
-        self.query_proj = nn.Linear(query_dim, attention_dim, bias=False)
+        self.query_proj = nn.Linear(query_dim, attention_dim, bias=query_bias)
         self.key = nn.Linear(memory_dim, attention_dim, bias=False)
         self.energy = nn.Linear(attention_dim, 1, bias=False)
 
