@@ -1,6 +1,7 @@
 #!/bin/sh
-# The compose `trainer` service: train and publish the default models (as scripts/quickstart.sh
-# does) into the shared model repository, then exit so that the servers can start.
+# The compose `trainer` service: train and publish the default models (the two MNIST classifiers
+# scripts/quickstart.sh starts with) into the shared model repository, then exit so that the
+# servers can start.
 #   REPOSITORY  model repository (default /models, the named volume)
 #   MODELS      space-separated ARCH:NAME pairs (default "softmax:mnist-softmax mlp:mnist-mlp")
 #   DATA_DIR    an MNIST IDX folder; unset: the digits bundled with the trainer
