@@ -2,20 +2,48 @@
 
 from __future__ import annotations
 
+import unicodedata
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 CELL = 28
+# Pillow's built-in font draws ASCII only: SentencePiece's word marker and accented letters
+# ("▁niño") would come out as empty boxes. DejaVu Sans covers them and is on most Linux machines;
+# without it labels are folded to ASCII.
+UNICODE_FONT, FONT_SIZE = "DejaVuSans.ttf", 11
+WORD_MARKER = "\u2581"
+
+
+@lru_cache(maxsize=1)
+def label_font() -> tuple[ImageFont.FreeTypeFont | ImageFont.ImageFont, bool]:
+    """(the font labels are drawn in, whether it covers more than ASCII)."""
+    try:
+        return ImageFont.truetype(UNICODE_FONT, FONT_SIZE), True
+    except OSError:
+        return ImageFont.load_default(), False
+
+
+def label_text(text: str, unicode_font: bool) -> str:
+    """text as the label font can draw it: unchanged in a Unicode font; otherwise the word
+    marker as "_", accents dropped (niño -> nino) and anything else non-ASCII as "?"."""
+    if unicode_font:
+        return text
+    folded = unicodedata.normalize("NFKD", text.replace(WORD_MARKER, "_"))
+    return "".join(c for c in folded if not unicodedata.combining(c)).encode(
+        "ascii", "replace").decode("ascii")
 
 
 def attention_heatmap(attention: np.ndarray, rows: list[str], columns: list[str],
                       path: Path) -> Path:
-    """A [rows, columns] attention matrix as a grey heatmap (white = 1) with its labels:
+    """A [rows, columns] attention matrix as a grey heatmap (black = 1, white = 0) with labels:
     target pieces down the left, source pieces along the top."""
     attention = np.asarray(attention, dtype=np.float32)
-    font = ImageFont.load_default()
+    font, unicode_font = label_font()
+    rows = [label_text(r, unicode_font) for r in rows]
+    columns = [label_text(c, unicode_font) for c in columns]
     left = 12 + max((int(font.getlength(r)) for r in rows), default=0)
     top = 12 + max((int(font.getlength(c)) for c in columns), default=0)
     image = Image.new("RGB", (left + CELL * len(columns) + 8, top + CELL * len(rows) + 8),
@@ -43,7 +71,8 @@ def attention_overlay(image: Image.Image, maps: np.ndarray, words: list[str],
                       path: Path, size: int = 160) -> Path:
     """One panel per word: the image with that word's attention map [rows, cols] laid over it
     in red, the word underneath."""
-    font = ImageFont.load_default()
+    font, unicode_font = label_font()
+    words = [label_text(w, unicode_font) for w in words]
     base = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
     strip = Image.new("RGB", (max(1, len(words)) * (size + 8), size + 24), "white")
     for i, (word, grid) in enumerate(zip(words, np.asarray(maps, np.float32), strict=True)):
