@@ -3,9 +3,13 @@
 # scripts/quickstart.sh starts with) into the shared model repository, then exit so that the
 # servers can start.
 #   REPOSITORY  model repository (default /models, the named volume)
-#   MODELS      space-separated ARCH:NAME pairs (default "softmax:mnist-softmax mlp:mnist-mlp")
-#   DATA_DIR    an MNIST IDX folder; unset: the digits bundled with the trainer
-#   TRAIN_ARGS  extra options for every `python -m training mnist` run, e.g. "--epochs 5"
+#   MODELS      space-separated KIND:NAME pairs (default "softmax:mnist-softmax mlp:mnist-mlp");
+#               KIND is an MNIST classifier architecture (softmax, mlp, cnn) or another task,
+#               trained with its defaults: tagger, caption (multi-digit canvases), translate
+#               (the toy grammar), e.g. "mlp:mnist-mlp caption:captioner translate:translator"
+#   DATA_DIR    an MNIST IDX folder for the classifiers, tagger and captioner; unset: the digits
+#               bundled with the trainer
+#   TRAIN_ARGS  extra options for every run, e.g. "--epochs 5"
 #   TRAIN_PROCESSES  above 1: data-parallel training under torchrun with that many processes
 #               (DDP, gloo on CPU); the published model is the same kind either way
 #   RETRAIN     1: publish a new version even when the model already has one. The default (0)
@@ -19,6 +23,15 @@ case $PROCESSES in
     ''|*[!0-9]*) echo "TRAIN_PROCESSES must be a positive integer, got '$PROCESSES'" >&2; exit 2 ;;
 esac
 
+# every kind is checked before anything trains
+for pair in $MODELS; do
+    case ${pair%%:*} in
+        softmax|mlp|cnn|tagger|caption|translate) ;;
+        *) echo "MODELS: unknown kind '${pair%%:*}' in '$pair' (softmax, mlp, cnn, tagger," \
+                "caption or translate)" >&2; exit 2 ;;
+    esac
+done
+
 published() {
     for manifest in "$REPOSITORY/$1"/[0-9]*/manifest.json; do
         [ -f "$manifest" ] && return 0
@@ -27,20 +40,25 @@ published() {
 }
 
 for pair in $MODELS; do
-    arch=${pair%%:*}
+    kind=${pair%%:*}
     name=${pair#*:}
+    case $kind in
+        softmax|mlp|cnn) task=mnist; arch=$kind; data=${DATA_DIR:-} ;;
+        translate) task=translate; arch=; data= ;;  # its --data-dir is a TSV folder
+        *) task=$kind; arch=; data=${DATA_DIR:-} ;;
+    esac
     if [ "${RETRAIN:-0}" != 1 ] && published "$name"; then
         echo "== $name: already published in $REPOSITORY, kept (RETRAIN=1 trains a new version)"
         continue
     fi
-    echo "== $name: training --arch $arch ($PROCESSES process(es))"
+    echo "== $name: training $task ${arch:+--arch $arch }($PROCESSES process(es))"
     if [ "$PROCESSES" -gt 1 ]; then
         set -- "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node="$PROCESSES"
     else
         set -- "$PYTHON"
     fi
-    # TRAIN_ARGS and DATA_DIR are split into words on purpose: they carry several options
+    # TRAIN_ARGS and the data option are split into words on purpose: they carry several words
     # shellcheck disable=SC2086
-    "$@" -m training mnist --arch "$arch" --name "$name" --repository "$REPOSITORY" \
-        ${DATA_DIR:+--data-dir "$DATA_DIR"} ${TRAIN_ARGS:-}
+    "$@" -m training "$task" ${arch:+--arch "$arch"} --name "$name" --repository "$REPOSITORY" \
+        ${data:+--data-dir "$data"} ${TRAIN_ARGS:-}
 done

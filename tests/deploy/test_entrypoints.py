@@ -195,6 +195,24 @@ def test_trainer_job_trains_data_parallel_when_asked(tmp_path):
     assert bad.returncode == 2 and "TRAIN_PROCESSES" in bad.stderr
 
 
+def test_trainer_job_trains_the_other_tasks_by_kind(tmp_path):
+    trainer = load_compose()["services"]["trainer"]
+    script = parse_dockerfile(DOCKERFILES["trainer"]).source_of(
+        f"/usr/local/bin/{trainer['entrypoint'][0]}")
+    # DATA_DIR is an MNIST folder: a translator must not be handed it (this one does not exist)
+    env = {**trainer["environment"], "REPOSITORY": str(tmp_path), "PYTHON": sys.executable,
+           "MODELS": "translate:translator", "DATA_DIR": str(tmp_path / "no-such-mnist"),
+           "TRAIN_ARGS": "--epochs 1 --quiet --toy-sizes 300,40,40 --parity-sentences 10"}
+    result = _run([str(script)], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads((tmp_path / "translator" / "1" / "manifest.json").read_text())["task"] \
+        == "translate"
+    # an unknown kind stops the job before anything trains
+    bad = _run([str(script)], {**env, "MODELS": "mlp:fine bogus:other"})
+    assert bad.returncode == 2 and "unknown kind 'bogus'" in bad.stderr
+    assert not (tmp_path / "fine").exists()
+
+
 @pytest.mark.parametrize("mutual", [False, True])
 def test_healthcheck_speaks_the_servers_tls(tmp_path, mutual):
     """With TLS on (and client certificates demanded), the image's healthcheck still tells
