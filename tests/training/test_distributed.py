@@ -15,7 +15,15 @@ import torch
 from serving.repository.verify import verify_version
 from training.batching import ShuffledBatches
 from training.data.translation_batches import TranslationBatches
-from training.distributed import World, backend_for, device_for, process_group, shard, world
+from training.distributed import (
+    World,
+    backend_for,
+    device_for,
+    finish_training,
+    process_group,
+    shard,
+    world,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TWO = [World(rank=r, size=2) for r in range(2)]
@@ -42,6 +50,7 @@ def test_world_of_one_leaves_batches_alone() -> None:
     assert shard([1, 2, 3], World()) == [1, 2, 3]
     with process_group("cpu", environ={}) as w:
         assert w == World()
+        assert finish_training() == World()  # nothing to leave
 
 
 def test_shuffled_batches_split_each_global_batch() -> None:
