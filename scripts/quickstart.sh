@@ -2,7 +2,7 @@
 # The main job end to end: train small models of every kind on the bundled data (two MNIST
 # classifiers, a multi-label tagger and an attention captioner on multi-digit canvases, an
 # attention translator on the toy Spanish->English grammar), export them to the model
-# repository, serve them over gRPC, query each with the client, shut down. About 4 min on 2 cores.
+# repository, serve them over gRPC, query each with the client, shut down. About 3 min on 2 cores.
 #   PYTHON=.venv/bin/python  REPOSITORY=exported  PORT=8001  RUNS=runs (checkpoints, samples)
 #   DATA_DIR=<MNIST IDX folder, optional>
 set -euo pipefail
