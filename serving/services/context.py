@@ -135,29 +135,30 @@ def grpc_errors(method: Handler) -> Handler:
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         start = time.perf_counter()
-        code = grpc.StatusCode.OK
+        code, message = grpc.StatusCode.OK, ""
         try:
             return await method(self, request, context)
         except ServingError as e:
-            code = e.code
+            code, message = e.code, str(e)
             log.info("%s: %s %s", method.__name__, e.code.name, e)
-            await context.abort(e.code, str(e))
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
             raise
         except grpc.aio.AbortError:
             raise
         except Exception as e:
-            code = grpc.StatusCode.INTERNAL
+            code, message = grpc.StatusCode.INTERNAL, f"internal error: {e}"
             log.exception("%s failed", method.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {e}")
         finally:
+            # counted before the client can see the status: a scrape right after an error
+            # answer must already include it
             model = _requested_model(request)
             if model not in self.ctx.registry.models():
                 model = ""  # keeps label values bounded: no label per mistyped name
             metrics.labelled(metrics.REQUESTS, self.API, method.__name__, model, code.name).inc()
             metrics.labelled(metrics.REQUEST_SECONDS, self.API, method.__name__, model).observe(
                 time.perf_counter() - start)
+        await context.abort(code, message)
 
     return wrapper
 

@@ -1,6 +1,7 @@
 """Dynamic batching: merged runs, each caller's own slice, queue limits, deadlines, metrics."""
 
 import asyncio
+import re
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -141,15 +142,28 @@ def test_deadline_passed_in_the_queue_drops_the_work(slow_batching_server):
 
 def test_prometheus_metrics(slow_batching_server):
     server = slow_batching_server
+    url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+    not_found = re.compile(r'smallserve_requests_total\{api="smallserve\.v1",code="NOT_FOUND",'
+                           r'method="Classify",model=""\} ([0-9.]+)')
+
+    def scrape() -> str:
+        return urllib.request.urlopen(url, timeout=5).read().decode()
+
+    def errors_counted(text: str) -> float:
+        found = not_found.search(text)
+        return float(found.group(1)) if found else 0.0
+
     with Client(server.target) as client:
         client.classify("slow", pixels=np.zeros((3, 28, 28), np.uint8))
-        with pytest.raises(ClientError):
-            client.classify("nope", pixels=np.zeros((1, 28, 28), np.uint8))
-    url = f"http://127.0.0.1:{server.metrics_port}/metrics"
-    text = urllib.request.urlopen(url, timeout=5).read().decode()
+        before = errors_counted(scrape())
+        for i in range(1, 6):
+            with pytest.raises(ClientError):
+                client.classify("nope", pixels=np.zeros((1, 28, 28), np.uint8))
+            # counted by the time the caller sees the error, not some moment later
+            assert errors_counted(scrape()) == before + i
+    text = scrape()
     assert 'smallserve_requests_total{api="smallserve.v1",code="OK",method="Classify",' \
            'model="slow"}' in text
-    assert 'code="NOT_FOUND",method="Classify",model=""}' in text
     assert 'smallserve_batch_size_bucket{le="4.0",model="slow"}' in text
     assert 'smallserve_request_seconds_bucket' in text and "smallserve_queue_seconds" in text
     assert "smallserve_models_loaded 1.0" in text and "smallserve_ready 1.0" in text
