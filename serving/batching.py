@@ -25,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -67,13 +68,15 @@ class BatchStrategy(Protocol):
         """What runs of this many rows are called for serving.execution (None: never inline)."""
 
 
+def call_slices(sizes: list[int]) -> list[slice]:
+    """Where each call's rows lie in a merged run: consecutive, in call order."""
+    ends = list(accumulate(sizes))
+    return [slice(end - n, end) for n, end in zip(sizes, ends, strict=True)]
+
+
 def split(results: list[Any], sizes: list[int]) -> list[list[Any]]:
     """One merged run's results cut back into consecutive parts, one per call."""
-    parts, offset = [], 0
-    for n in sizes:
-        parts.append(results[offset:offset + n])
-        offset += n
-    return parts
+    return [results[part] for part in call_slices(sizes)]
 
 
 class TensorBatching:
@@ -92,12 +95,8 @@ class TensorBatching:
         feeds = payloads[0] if len(payloads) == 1 else {
             name: np.concatenate([p[name] for p in payloads]) for name in payloads[0]}
         outputs = self.runner.infer(feeds)
-        parts, offset = [], 0
-        for payload in payloads:
-            rows = self.rows(payload)
-            parts.append({k: v[offset:offset + rows] for k, v in outputs.items()})
-            offset += rows
-        return parts
+        return [{k: v[part] for k, v in outputs.items()}
+                for part in call_slices([self.rows(p) for p in payloads])]
 
     def inline_kind(self, rows: int) -> Hashable | None:
         return self.runner.name, self.runner.version, rows
