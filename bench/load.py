@@ -51,8 +51,8 @@ def request_maker(api: str, model: str, channel: grpc.aio.Channel) -> Any:
         return lambda: stub.Classify(request, timeout=30)
     stub = oip_grpc.GRPCInferenceServiceStub(channel)
     request = oip.ModelInferRequest(model_name=model)
-    request.inputs.add(name="pixels", datatype="FP32", shape=[1, 1, 28, 28])
-    request.raw_input_contents.append(pixels.astype(np.float32).tobytes())
+    request.inputs.add(name="pixels", datatype="UINT8", shape=[1, 1, 28, 28])
+    request.raw_input_contents.append(pixels.tobytes())
     return lambda: stub.ModelInfer(request, timeout=30)
 
 

@@ -23,18 +23,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from serving.errors import DeadlineExceeded, TooLarge
 from serving.execution import InferencePool
-
-if TYPE_CHECKING:  # runners name their strategies, so no import of them at run time
-    from serving.runners.base import Runner
 
 Tensors = dict[str, np.ndarray]
 
@@ -79,11 +76,19 @@ def split(results: list[Any], sizes: list[int]) -> list[list[Any]]:
     return [results[part] for part in call_slices(sizes)]
 
 
-class TensorBatching:
-    """Tensor feeds: merged along axis 0 when every input agrees beyond it; outputs sliced."""
+class RunRecorder(Protocol):
+    """Where a batcher reports each model run (a runner's statistics)."""
 
-    def __init__(self, runner: Runner) -> None:
-        self.runner = runner
+    def record_execution(self, rows: int) -> None: ...
+
+
+class TensorBatching:
+    """Tensor feeds: merged along axis 0 when every input agrees beyond it; outputs sliced.
+    `kind` names this model's runs for serving.execution (with the row count added)."""
+
+    def __init__(self, run_graph: Callable[[Tensors], Tensors], kind: Hashable) -> None:
+        self.run_graph = run_graph
+        self.kind = kind
 
     def rows(self, payload: Tensors) -> int:
         return next(iter(payload.values())).shape[0]
@@ -94,12 +99,12 @@ class TensorBatching:
     def run(self, payloads: list[Tensors]) -> list[Tensors]:
         feeds = payloads[0] if len(payloads) == 1 else {
             name: np.concatenate([p[name] for p in payloads]) for name in payloads[0]}
-        outputs = self.runner.infer(feeds)
+        outputs = self.run_graph(feeds)
         return [{k: v[part] for k, v in outputs.items()}
                 for part in call_slices([self.rows(p) for p in payloads])]
 
     def inline_kind(self, rows: int) -> Hashable | None:
-        return self.runner.name, self.runner.version, rows
+        return self.kind, rows
 
 
 @dataclass
@@ -114,10 +119,11 @@ class _Request:
 
 @dataclass
 class DynamicBatcher:
-    runner: Runner
+    name: str  # the model, for error messages
     config: BatchingConfig
     pool: InferencePool
     strategy: BatchStrategy
+    recorder: RunRecorder
     _queue: deque[_Request] = field(default_factory=deque)
     _queued_rows: int = 0
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -129,7 +135,7 @@ class DynamicBatcher:
         """This call's result, with the ns it spent queued and computing."""
         rows = self.strategy.rows(payload)
         if self._queued_rows + rows > self.config.max_queue_size:
-            raise TooLarge(f"model {self.runner.name} has {self._queued_rows} rows queued; "
+            raise TooLarge(f"model {self.name} has {self._queued_rows} rows queued; "
                            f"the queue holds {self.config.max_queue_size}")
         loop = asyncio.get_running_loop()
         request = _Request(payload, rows, self.strategy.signature(payload), loop.create_future(),
@@ -212,7 +218,7 @@ class DynamicBatcher:
                     if not request.future.done():
                         request.future.set_exception(e)
                 return
-            self.runner.stats.record_execution(rows)
+            self.recorder.record_execution(rows)
             for request, result in zip(batch, results, strict=True):
                 if not request.future.done():
                     request.future.set_result((result, started - request.enqueued_ns,

@@ -13,8 +13,8 @@ LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0
                    5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
-REQUESTS = Counter("smallserve_requests", "gRPC calls answered, by API, method, model and "
-                   "status code", ["api", "method", "model", "code"], registry=REGISTRY)
+REQUESTS = Counter("smallserve_requests", "Calls answered (gRPC and HTTP), by API, method, "
+                   "model and status code", ["api", "method", "model", "code"], registry=REGISTRY)
 # calls refused before any handler ran (no model is known then): bad bearer tokens, request bytes
 # that do not parse
 REFUSED = Counter("smallserve_refused", "gRPC calls refused before reaching a handler, by "
@@ -40,6 +40,13 @@ def labelled(metric: Any, *values: str) -> Any:
     every labels() call, a measurable part of a call that takes a tenth of a millisecond.
     Label values are bounded (models known to the registry, fixed methods and codes)."""
     return metric.labels(*values)
+
+
+def count_call(api: str, method: str, model: str, code: str, seconds: float) -> None:
+    """One answered call of any front end: method and model from a fixed set (the model ""
+    unless the registry knows it), code the gRPC status name."""
+    labelled(REQUESTS, api, method, model, code).inc()
+    labelled(REQUEST_SECONDS, api, method, model).observe(seconds)
 
 
 def track_models(count: Callable[[], int]) -> None:

@@ -12,6 +12,8 @@ from serving.errors import InvalidInput, TooLarge
 # No dimension of a tensor that fits in a gRPC message comes near this; numpy refuses shapes
 # whose size overflows even when another dimension is 0.
 MAX_DIMENSION = 2**31 - 1
+# the pixel contract of every image model, on every front end (serving.runners.image)
+PIXEL_RANGE = "UINT8 values 0..255 (raw grey levels or RGB, not scaled to 0..1)"
 
 
 def element_count(shape: list[int], what: str) -> int:
@@ -46,6 +48,24 @@ def image_batch(array: np.ndarray, chw: tuple[int, int, int], what: str) -> np.n
     if not np.isfinite(array).all():
         raise InvalidInput(f"{what}: contains NaN or Inf")
     return array
+
+
+def grey_levels(array: np.ndarray, what: str) -> np.ndarray:
+    """UINT8 pixels as they are; FLOAT32 pixels only when every value is a whole grey level
+    0..255, as UINT8. Fractions mean another scale (0..1, or normalised): refused, never
+    guessed at."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype.kind != "f":
+        raise InvalidInput(f"{what}: pixels must be UINT8 (or FLOAT32 grey levels), got "
+                           f"{array.dtype}")
+    if not np.isfinite(array).all():
+        raise InvalidInput(f"{what}: contains NaN or Inf")
+    if (array != np.round(array)).any() or (array.size and (array.min() < 0
+                                                             or array.max() > 255)):
+        raise InvalidInput(f"{what}: FLOAT32 pixels must be whole grey levels 0..255 (raw, not "
+                           "scaled to 0..1 or normalised); send UINT8 to be sure")
+    return array.astype(np.uint8)
 
 
 def check_batch_size(n: int, limit: int) -> None:

@@ -16,9 +16,21 @@ from serving.errors import InvalidInput
 from serving.repository import Manifest, TensorSpec
 from serving.runtime.session import SessionConfig, create_session
 
+Tensors = dict[str, np.ndarray]
+Parameters = dict[str, Any]
+
 
 class Runner:
-    """A loaded model version: its manifest and one onnxruntime session per graph."""
+    """A loaded model version: its manifest and one onnxruntime session per graph.
+
+    Every front end reaches every task through the same three steps, so none needs to know
+    which task it serves:
+    - check(inputs, parameters): one call's named tensors and request parameters, checked and
+      turned into the payload its batch strategy takes (per call, before it is queued, so a
+      bad call fails alone);
+    - batch_strategy(): how payloads of concurrent calls are merged into one run;
+    - outputs(result, names): one call's result as named output tensors.
+    """
 
     task: ClassVar[str] = ""
     # onnxruntime thread spinning unless the server's flag says otherwise. Off for graphs of a
@@ -41,8 +53,6 @@ class Runner:
             self.sessions[role] = session
             self.providers = active
         self.stats = RunnerStats(manifest.name)
-        # the server's DynamicBatcher for this version, made on first use (False: batching off)
-        self.batcher: Any = None
 
     @property
     def name(self) -> str:
@@ -55,27 +65,36 @@ class Runner:
     def warmup(self) -> None:
         """Run once on dummy input so the first real request does not pay for lazy init."""
 
-    def batch_strategy(self) -> BatchStrategy:
-        """How concurrent calls to this model merge into one run."""
-        return TensorBatching(self)
-
     @property
     def input_specs(self) -> list[TensorSpec]:
-        """The tensors the Open Inference Protocol takes for this model."""
+        """The tensors a call sends (what the Open Inference Protocol's metadata declares)."""
         return self.manifest.inputs
 
     @property
     def output_specs(self) -> list[TensorSpec]:
-        """The tensors the Open Inference Protocol offers for this model."""
+        """The tensors a call may ask for."""
         return self.manifest.outputs
 
-    def parse_options(self, parameters: dict[str, Any]) -> dict[str, Any]:
-        """Request parameters this model understands, as keyword arguments of infer()."""
-        return {}
+    def checks_inline(self, inputs: Tensors) -> bool:
+        """Whether check() is cheap enough for the event loop (decoding images or tokenising
+        long texts is not)."""
+        return True
 
-    def infer(self, feeds: dict[str, np.ndarray],
-              outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        """Raw tensors in, raw tensors out, for single-graph models (used by the OIP API)."""
+    def check(self, inputs: Tensors, parameters: Parameters) -> Any:
+        """One call's inputs and parameters as its checked batch payload (InvalidInput when
+        they are not acceptable)."""
+        raise NotImplementedError
+
+    def batch_strategy(self) -> BatchStrategy:
+        """How concurrent calls to this model merge into one run."""
+        return TensorBatching(self.run_graph, (self.name, self.version))
+
+    def outputs(self, result: Any, names: list[str]) -> Tensors:
+        """One call's result (what the strategy's run gave it) as the named output tensors."""
+        return {name: result[name] for name in names}
+
+    def run_graph(self, feeds: Tensors, outputs: list[str] | None = None) -> Tensors:
+        """Graph tensors in, graph tensors out, for single-graph models."""
         session = self.sessions.get("model")
         if session is None:
             raise InvalidInput(f"model {self.name} is not a single-graph model")

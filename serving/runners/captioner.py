@@ -11,15 +11,20 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from serving.batching import split
-from serving.errors import InvalidInput
 from serving.repository import Manifest, TensorSpec
-from serving.runners.image import ImageInput
-from serving.runners.sequence import SequenceRunner, parse_search_options
+from serving.runners.base import Parameters, Tensors
+from serving.runners.image import IMAGE_INPUT, ImageInput
+from serving.runners.sequence import (
+    SequenceRunner,
+    padded,
+    parse_search_options,
+    pieces_tensor,
+    texts_tensor,
+)
 from serving.runtime.session import SessionConfig
 
 DEFAULT_MAX_LENGTH = 20
@@ -79,23 +84,35 @@ class CaptionerRunner(ImageInput, SequenceRunner):
         self.max_length = int(manifest.decoding.get("max_length", DEFAULT_MAX_LENGTH))
 
     def warmup(self) -> None:
+        # two batch sizes and both searches: a graph with a fixed batch axis fails here
         self.caption(np.zeros((1, *self.chw), np.float32), beam_size=1, max_length=2)
+        self.caption(np.zeros((3, *self.chw), np.float32), beam_size=2, max_length=2)
 
     @property
     def input_specs(self) -> list[TensorSpec]:
-        return [TensorSpec("image", "bytes", [-1])]  # encoded PNG/JPEG, one per element
+        # encoded PNG/JPEG, one per element; a pixel tensor is accepted as well
+        return [TensorSpec(IMAGE_INPUT, "bytes", [-1])]
 
     @property
     def output_specs(self) -> list[TensorSpec]:
         rows, cols = self.grid
         return [TensorSpec("caption", "bytes", [-1]),
                 TensorSpec("token_ids", "int64", [-1, -1]),
+                TensorSpec("tokens", "bytes", [-1, -1]),
                 TensorSpec("token_probabilities", "float32", [-1, -1]),
                 TensorSpec("attention", "float32", [-1, -1, rows, cols]),
-                TensorSpec("caption_lengths", "int32", [-1])]
+                TensorSpec("caption_lengths", "int32", [-1]),
+                TensorSpec("scores", "float32", [-1]),
+                TensorSpec("finished", "bool", [-1])]
 
-    def parse_options(self, parameters: dict[str, Any]) -> dict[str, Any]:
-        return parse_search_options(parameters)
+    def checks_inline(self, inputs: Tensors) -> bool:
+        return not self.decodes_images(inputs)
+
+    def check(self, inputs: Tensors, parameters: Parameters) -> CaptionCall:
+        """Encoded images or a pixel tensor, checked; beam_size and max_length parameters."""
+        options = parse_search_options(parameters)
+        return CaptionCall(self.pixels_from_inputs(inputs), options.get("beam_size", 0),
+                           self.limit(options.get("max_length", 0)))
 
     def batch_strategy(self) -> CaptionBatching:
         return CaptionBatching(self)
@@ -128,26 +145,18 @@ class CaptionerRunner(ImageInput, SequenceRunner):
                 score=h.score, finished=h.finished))
         return results
 
-    def call_from_tensors(self, feeds: dict[str, np.ndarray], beam_size: int = 0,
-                          max_length: int = 0) -> CaptionCall:
-        """The Open Inference Protocol's encoded images, decoded and checked."""
-        images = [bytes(x) for x in feeds["image"].reshape(-1)]
-        if not images:
-            raise InvalidInput("no image to caption")
-        return CaptionCall(self.pixels_from_images(images), beam_size, self.limit(max_length))
-
-    def tensors_from_results(self, results: list[CaptionResult],
-                             outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        """Captions as the Open Inference Protocol's padded tensors."""
-        n, t = len(results), max((len(r.token_ids) for r in results), default=0)
-        out = {"caption": np.array([r.text.encode() for r in results], dtype=object),
-               "token_ids": np.full((n, t), -1, np.int64),
-               "token_probabilities": np.zeros((n, t), np.float32),
-               "attention": np.zeros((n, t, *self.grid), np.float32),
-               "caption_lengths": np.array([len(r.token_ids) for r in results], np.int32)}
+    def result_tensors(self, results: list[CaptionResult]) -> dict[str, np.ndarray]:
+        """Captions as padded tensors: words b"" and ids -1 past each end, attention zero."""
+        t = max((len(r.token_ids) for r in results), default=0)
+        attention = np.zeros((len(results), t, *self.grid), np.float32)
         for i, r in enumerate(results):
-            k = len(r.token_ids)
-            out["token_ids"][i, :k] = r.token_ids
-            out["token_probabilities"][i, :k] = r.token_probabilities
-            out["attention"][i, :k] = r.attention
-        return {name: out[name] for name in (outputs or out)}
+            attention[i, :len(r.token_ids)] = r.attention
+        return {"caption": texts_tensor([r.text for r in results]),
+                "token_ids": padded([r.token_ids for r in results], -1, np.int64, t),
+                "tokens": pieces_tensor([r.tokens for r in results], t),
+                "token_probabilities": padded([r.token_probabilities for r in results], 0.0,
+                                              np.float32, t),
+                "attention": attention,
+                "caption_lengths": np.array([len(r.token_ids) for r in results], np.int32),
+                "scores": np.array([r.score for r in results], np.float32),
+                "finished": np.array([r.finished for r in results], np.bool_)}

@@ -1,28 +1,28 @@
-"""What every images-in, per-label-scores-out model shares: input checks, decoding, top-k."""
+"""What every images-in model shares: the pixel contract, its checks and image decoding.
+
+The contract every front end declares: pixels are UINT8 grey levels (or RGB values) 0..255,
+[N, C, H, W], or encoded images (PNG, JPEG, ...) as BYTES. A float tensor is refused rather
+than guessed at: a client that scaled its pixels to 0..1 (the torchvision convention) would
+otherwise get confident wrong answers from a graph trained on raw 0..255 values. The graph
+itself takes float32 0..255; the cast is exact.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from serving.errors import InvalidInput
 from serving.preprocess.images import decode_images, image_geometry
-from serving.preprocess.tensors import image_batch
-from serving.repository import Manifest
-from serving.runners.base import Runner
+from serving.preprocess.tensors import PIXEL_RANGE, grey_levels, image_batch
+from serving.repository import Manifest, TensorSpec
+from serving.runners.base import Parameters, Runner, Tensors
 
-DEFAULT_TOP_K = 5
-
-
-@dataclass(frozen=True)
-class LabelProbability:
-    index: int
-    label: str
-    probability: float
+IMAGE_INPUT = "image"  # encoded images, one BYTES element per batch row
+WARMUP_ROWS = (1, 3)  # two batch sizes: a graph with a fixed batch axis fails at once
 
 
 class ImageInput:
-    """Pixel tensors or encoded images -> the float32 [N, C, H, W] batch the manifest describes."""
+    """Pixel tensors or encoded images -> the float32 [N, C, H, W] batch the graph takes."""
 
     manifest: Manifest
 
@@ -34,29 +34,44 @@ class ImageInput:
     def chw(self) -> tuple[int, int, int]:
         return image_geometry(self.manifest.preprocessing)
 
-    def pixels_from_array(self, array: np.ndarray) -> np.ndarray:
-        return image_batch(array, self.chw, self.input_name)
+    @property
+    def pixel_spec(self) -> TensorSpec:
+        return TensorSpec(self.input_name, "uint8", [-1, *self.chw])
 
-    def pixels_from_images(self, encoded: list[bytes]) -> np.ndarray:
-        return decode_images(encoded, self.manifest.preprocessing)
+    def decodes_images(self, inputs: Tensors) -> bool:
+        return IMAGE_INPUT in inputs
+
+    def pixels_from_inputs(self, inputs: Tensors) -> np.ndarray:
+        """The call's pixel tensor or encoded images, checked, as the graph's float32 batch."""
+        given = [name for name in (self.input_name, IMAGE_INPUT) if name in inputs]
+        if len(given) != 1:
+            raise InvalidInput(f"send exactly one of {self.input_name!r} ({PIXEL_RANGE}) or "
+                               f"{IMAGE_INPUT!r} (encoded images)")
+        if given[0] == IMAGE_INPUT:
+            encoded = [bytes(x) for x in inputs[IMAGE_INPUT].reshape(-1)]
+            if not encoded:
+                raise InvalidInput("no image in the request")
+            return decode_images(encoded, self.manifest.preprocessing)
+        what = f"input {self.input_name!r}"
+        return image_batch(grey_levels(inputs[self.input_name], what), self.chw, what)
 
 
 class ImageRunner(ImageInput, Runner):
     """Images in, one score per label out (classifiers and taggers)."""
 
     def warmup(self) -> None:
-        self.probabilities(np.zeros((1, *self.chw), dtype=np.float32))
+        for rows in WARMUP_ROWS:
+            self.probabilities(np.zeros((rows, *self.chw), dtype=np.float32))
+
+    @property
+    def input_specs(self) -> list[TensorSpec]:
+        return [self.pixel_spec]
+
+    def checks_inline(self, inputs: Tensors) -> bool:
+        return not self.decodes_images(inputs)
+
+    def check(self, inputs: Tensors, parameters: Parameters) -> Tensors:
+        return {self.input_name: self.pixels_from_inputs(inputs)}
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        return self.infer({self.input_name: pixels}, ["probabilities"])["probabilities"]
-
-    def label_probabilities(self, row: np.ndarray,
-                            indices: np.ndarray) -> list[LabelProbability]:
-        labels = self.manifest.labels
-        return [LabelProbability(int(i), labels[i], float(row[i])) for i in indices]
-
-    def top_k(self, probabilities: np.ndarray, k: int) -> list[list[LabelProbability]]:
-        k = min(k or DEFAULT_TOP_K, probabilities.shape[1])
-        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-        return [self.label_probabilities(row, idx)
-                for row, idx in zip(probabilities, order, strict=True)]
+        return self.run_graph({self.input_name: pixels}, ["probabilities"])["probabilities"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,21 +30,13 @@ class SequenceRunner(Runner):
         self.default_beam = int(dec.get("default_beam_size", 1))
         self.length_penalty = float(dec.get("length_penalty", 0.0))
 
-    def call_from_tensors(self, feeds: dict[str, np.ndarray], beam_size: int = 0,
-                          max_length: int = 0) -> Any:
-        """One Open Inference Protocol call's tensors as this model's batch payload."""
-        raise NotImplementedError
+    def outputs(self, result: list[Any], names: list[str]) -> dict[str, np.ndarray]:
+        tensors = self.result_tensors(result)
+        return {name: tensors[name] for name in names}
 
-    def tensors_from_results(self, results: Any,
-                             outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        """A call's decoded results as the Open Inference Protocol's tensors."""
+    def result_tensors(self, results: list[Any]) -> dict[str, np.ndarray]:
+        """One call's decoded sequences as every output tensor this model offers."""
         raise NotImplementedError
-
-    def infer(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None,
-              beam_size: int = 0, max_length: int = 0) -> dict[str, np.ndarray]:
-        """The Open Inference Protocol view, run alone (the server merges calls instead)."""
-        call = self.call_from_tensors(feeds, beam_size, max_length)
-        return self.tensors_from_results(self.batch_strategy().run([call])[0], outputs)
 
     def search(self, state: np.ndarray, memory: np.ndarray, mask: np.ndarray,
                max_lengths: np.ndarray, beam_size: int, bos_id: int,
@@ -64,6 +57,28 @@ class SequenceRunner(Runner):
         return log_probs, new_state, attention
 
 
+def padded(rows: Sequence[Sequence[Any]], fill: Any, dtype: Any,
+           width: int | None = None) -> np.ndarray:
+    """Ragged rows -> one [len(rows), width] array, right-padded with fill (BYTES: object)."""
+    width = max((len(r) for r in rows), default=0) if width is None else width
+    out = np.full((len(rows), width), fill, dtype=dtype)
+    for i, row in enumerate(rows):
+        out[i, :len(row)] = row
+    return out
+
+
+def texts_tensor(texts: Sequence[str]) -> np.ndarray:
+    """Strings -> a BYTES tensor of their UTF-8 encodings."""
+    out = np.empty(len(texts), dtype=object)
+    out[:] = [t.encode("utf-8") for t in texts]
+    return out
+
+
+def pieces_tensor(rows: Sequence[Sequence[str]], width: int | None = None) -> np.ndarray:
+    """Ragged rows of strings -> a padded BYTES [rows, width] tensor (b"" past each end)."""
+    return padded([[p.encode("utf-8") for p in row] for row in rows], b"", object, width)
+
+
 def parse_search_options(parameters: dict[str, object]) -> dict[str, int]:
     """beam_size / max_length request parameters of the Open Inference Protocol."""
     options = {}
@@ -76,4 +91,6 @@ def parse_search_options(parameters: dict[str, object]) -> dict[str, int]:
                     not (text.isascii() and text.isdigit()) or int(text) > MAX_OPTION:
                 raise InvalidInput(f"parameter {name} must be an integer in 0..{MAX_OPTION}")
             options[name] = int(text)
+    if options.get("beam_size", 0) > MAX_BEAM_SIZE:
+        raise InvalidInput(f"beam_size is at most {MAX_BEAM_SIZE}")
     return options

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import sentencepiece as spm
@@ -23,10 +22,20 @@ from serving.errors import InvalidInput
 from serving.preprocess.tensors import pad_batch
 from serving.preprocess.text import decode_texts
 from serving.repository import Manifest, TensorSpec
-from serving.runners.sequence import SequenceRunner, parse_search_options
+from serving.runners.base import Parameters, Tensors
+from serving.runners.sequence import (
+    SequenceRunner,
+    padded,
+    parse_search_options,
+    pieces_tensor,
+    texts_tensor,
+)
 from serving.runtime.session import SessionConfig
 
 DEFAULT_MAX_SOURCE_PIECES = 200
+TEXT_INPUT = "text"
+# tokenising this many bytes of text takes well under a millisecond: more goes to a worker
+INLINE_TEXT_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -104,19 +113,39 @@ class TranslatorRunner(SequenceRunner):
                                                          DEFAULT_MAX_SOURCE_PIECES))
 
     def warmup(self) -> None:
+        # two batch sizes and both searches: a graph with a fixed batch axis fails here
         self.translate(["a"], beam_size=1, max_length=2)
+        self.translate(["a", "b", "c"], beam_size=2, max_length=2)
+
+    @property
+    def input_specs(self) -> list[TensorSpec]:
+        return [TensorSpec(TEXT_INPUT, "bytes", [-1])]  # UTF-8 sentences, one per element
 
     @property
     def output_specs(self) -> list[TensorSpec]:
         return [TensorSpec("translation", "bytes", [-1]),
                 TensorSpec("token_ids", "int64", [-1, -1]),
+                TensorSpec("target_pieces", "bytes", [-1, -1]),
                 TensorSpec("token_probabilities", "float32", [-1, -1]),
                 TensorSpec("attention", "float32", [-1, -1, -1]),
                 TensorSpec("target_lengths", "int32", [-1]),
-                TensorSpec("source_lengths", "int32", [-1])]
+                TensorSpec("source_pieces", "bytes", [-1, -1]),
+                TensorSpec("source_lengths", "int32", [-1]),
+                TensorSpec("scores", "float32", [-1]),
+                TensorSpec("finished", "bool", [-1])]
 
-    def parse_options(self, parameters: dict[str, Any]) -> dict[str, Any]:
-        return parse_search_options(parameters)
+    def checks_inline(self, inputs: Tensors) -> bool:
+        texts = inputs.get(TEXT_INPUT)
+        return texts is None or sum(len(t) for t in texts.reshape(-1)) <= INLINE_TEXT_BYTES
+
+    def check(self, inputs: Tensors, parameters: Parameters) -> TranslationCall:
+        """UTF-8 texts, tokenised and checked; beam_size and max_length parameters."""
+        if TEXT_INPUT not in inputs:
+            raise InvalidInput(f"input {TEXT_INPUT!r} (UTF-8 texts) is required")
+        options = parse_search_options(parameters)
+        texts = decode_texts(inputs[TEXT_INPUT].reshape(-1))
+        return TranslationCall(self.prepare(texts, options.get("max_length", 0)),
+                               options.get("beam_size", 0))
 
     def batch_strategy(self) -> SentenceBatching:
         return SentenceBatching(self)
@@ -165,27 +194,22 @@ class TranslatorRunner(SequenceRunner):
             attention=h.attention[:, :len(source_pieces)],
             score=h.score, finished=h.finished)
 
-    def call_from_tensors(self, feeds: dict[str, np.ndarray], beam_size: int = 0,
-                          max_length: int = 0) -> TranslationCall:
-        """The Open Inference Protocol's BYTES texts, tokenised and checked."""
-        return TranslationCall(self.prepare(decode_texts(feeds["text"].reshape(-1)),
-                                            max_length), beam_size)
-
-    def tensors_from_results(self, results: list[TranslationResult],
-                             outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        """Translations as the Open Inference Protocol's padded tensors."""
-        n = len(results)
+    def result_tensors(self, results: list[TranslationResult]) -> dict[str, np.ndarray]:
+        """Translations as padded tensors: pieces b"" and ids -1 past each end; attention
+        [n, target, source], zero outside each row's own lengths."""
         t = max((len(r.target_ids) for r in results), default=0)
         s = max(len(r.source_pieces) for r in results)
-        out = {"translation": np.array([r.text.encode() for r in results], dtype=object),
-               "token_ids": np.full((n, t), -1, np.int64),
-               "token_probabilities": np.zeros((n, t), np.float32),
-               "attention": np.zeros((n, t, s), np.float32),
-               "target_lengths": np.array([len(r.target_ids) for r in results], np.int32),
-               "source_lengths": np.array([len(r.source_pieces) for r in results], np.int32)}
+        attention = np.zeros((len(results), t, s), np.float32)
         for i, r in enumerate(results):
-            k = len(r.target_ids)
-            out["token_ids"][i, :k] = r.target_ids
-            out["token_probabilities"][i, :k] = r.token_probabilities
-            out["attention"][i, :k, :r.attention.shape[1]] = r.attention
-        return {name: out[name] for name in (outputs or out)}
+            attention[i, :len(r.target_ids), :r.attention.shape[1]] = r.attention
+        return {"translation": texts_tensor([r.text for r in results]),
+                "token_ids": padded([r.target_ids for r in results], -1, np.int64, t),
+                "target_pieces": pieces_tensor([r.target_pieces for r in results], t),
+                "token_probabilities": padded([r.token_probabilities for r in results], 0.0,
+                                              np.float32, t),
+                "attention": attention,
+                "target_lengths": np.array([len(r.target_ids) for r in results], np.int32),
+                "source_pieces": pieces_tensor([r.source_pieces for r in results], s),
+                "source_lengths": np.array([len(r.source_pieces) for r in results], np.int32),
+                "scores": np.array([r.score for r in results], np.float32),
+                "finished": np.array([r.finished for r in results], np.bool_)}

@@ -1,8 +1,9 @@
-"""The project's own API: smallserve.v1.ModelService."""
+"""The project's own API, smallserve.v1.ModelService: a converter between its messages and the
+one inference path (task-specific fields <-> named tensors and parameters)."""
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import numpy as np
@@ -10,23 +11,15 @@ import numpy as np
 from serving.api.generated.smallserve.v1 import model_service_pb2 as pb
 from serving.api.generated.smallserve.v1 import model_service_pb2_grpc as pb_grpc
 from serving.errors import InvalidInput
-from serving.preprocess.tensors import check_batch_size, tensor_from_bytes
-from serving.preprocess.text import decode_texts
-from serving.runners import (
-    CaptionerRunner,
-    ClassifierRunner,
-    Runner,
-    TaggerRunner,
-    TranslatorRunner,
-)
-from serving.runners.captioner import CaptionCall
-from serving.runners.image import ImageInput, ImageRunner, LabelProbability
-from serving.runners.translator import TranslationCall
-from serving.services.context import ServerContext, grpc_errors
+from serving.postprocess.labels import LabelProbability, tags, thresholds, top_k
+from serving.preprocess.tensors import tensor_from_bytes
+from serving.runners.base import Runner, Tensors
+from serving.services.context import ServerContext
+from serving.services.grpc_status import deadline_of, grpc_errors
 
 PROTO_DTYPES = {pb.FLOAT32: np.dtype(np.float32), pb.UINT8: np.dtype(np.uint8)}
-R = TypeVar("R", bound=Runner)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ModelService"].full_name
+IMAGE_INPUT = "image"  # as every image runner names its encoded images
 
 
 class ModelService(pb_grpc.ModelServiceServicer):
@@ -51,9 +44,10 @@ class ModelService(pb_grpc.ModelServiceServicer):
         m = runner.manifest
         return pb.ModelMetadata(
             model=pb.ModelRef(name=m.name, version=m.version), task=m.task,
-            inputs=[pb.TensorSpec(name=t.name, dtype=t.dtype, shape=t.shape) for t in m.inputs],
+            inputs=[pb.TensorSpec(name=t.name, dtype=t.dtype, shape=t.shape)
+                    for t in runner.input_specs],
             outputs=[pb.TensorSpec(name=t.name, dtype=t.dtype, shape=t.shape)
-                     for t in m.outputs],
+                     for t in runner.output_specs],
             labels=m.labels, providers=runner.providers, manifest_json=m.to_json(),
             version_errors=[pb.VersionError(version=v, reason=reason) for (name, v), reason
                             in sorted(self.ctx.registry.failures().items(), reverse=True)
@@ -62,94 +56,111 @@ class ModelService(pb_grpc.ModelServiceServicer):
     @grpc_errors
     async def Classify(self, request: pb.ClassifyRequest,
                        context: grpc.aio.ServicerContext) -> pb.ClassifyResponse:
-        runner = _expect(await self.ctx.runner(*_model_ref(request.model)), ClassifierRunner)
+        runner = await self.ctx.runner(*_model_ref(request.model), task="classify")
         probs = await self._probabilities(runner, request, context)
+        ranked = top_k(probs, runner.manifest.labels, request.top_k)
         return pb.ClassifyResponse(
-            model=pb.ModelRef(name=runner.name, version=runner.version),
+            model=_ref(runner),
             results=[pb.Classification(probabilities=row.tolist(), top=_labels(top))
-                     for row, top in zip(probs, runner.top_k(probs, request.top_k),
-                                         strict=True)])
+                     for row, top in zip(probs, ranked, strict=True)])
 
     @grpc_errors
     async def Tag(self, request: pb.TagRequest,
                   context: grpc.aio.ServicerContext) -> pb.TagResponse:
-        runner = _expect(await self.ctx.runner(*_model_ref(request.model)), TaggerRunner)
-        thresholds = runner.thresholds(request.threshold)
+        runner = await self.ctx.runner(*_model_ref(request.model), task="tag")
+        labels = runner.manifest.labels
+        cutoffs = thresholds(runner.manifest, request.threshold)
         probs = await self._probabilities(runner, request, context)
         return pb.TagResponse(
-            model=pb.ModelRef(name=runner.name, version=runner.version),
-            thresholds=thresholds.tolist(),
-            results=[pb.TagResult(probabilities=row.tolist(), tags=_labels(tags),
+            model=_ref(runner), thresholds=cutoffs.tolist(),
+            results=[pb.TagResult(probabilities=row.tolist(), tags=_labels(decided),
                                   top=_labels(top))
-                     for row, tags, top in zip(probs, runner.tags(probs, thresholds),
-                                               runner.top_k(probs, request.top_k),
-                                               strict=True)])
+                     for row, decided, top in zip(probs, tags(probs, cutoffs, labels),
+                                                  top_k(probs, labels, request.top_k),
+                                                  strict=True)])
 
     @grpc_errors
     async def Translate(self, request: pb.TranslateRequest,
                         context: grpc.aio.ServicerContext) -> pb.TranslateResponse:
-        runner = _expect(await self.ctx.runner(*_model_ref(request.model)), TranslatorRunner)
-        if request.beam_size < 0 or request.max_length < 0:
-            raise InvalidInput("beam_size and max_length must not be negative")
-        check_batch_size(len(request.texts), self.ctx.limits.max_batch_size)
-        # checked here, alone: a bad text fails its own call, never a batch it would join
-        sources = runner.prepare(decode_texts(request.texts), request.max_length)
-        results = await self.ctx.batched(context, runner,
-                                         TranslationCall(sources, request.beam_size))
-        return pb.TranslateResponse(
-            model=pb.ModelRef(name=runner.name, version=runner.version),
-            translations=[pb.Translation(
-                text=r.text, source_pieces=r.source_pieces, target_pieces=r.target_pieces,
-                token_probabilities=r.token_probabilities,
-                attention=r.attention.ravel().tolist(), score=r.score, finished=r.finished)
-                for r in results])
+        runner = await self.ctx.runner(*_model_ref(request.model), task="translate")
+        texts = np.empty(len(request.texts), dtype=object)
+        texts[:] = list(request.texts)
+        out = await self.ctx.infer(runner, {"text": texts}, _search_parameters(request), [
+            "translation", "source_pieces", "source_lengths", "target_pieces",
+            "target_lengths", "token_probabilities", "attention", "scores", "finished"],
+            deadline_of(context))
+        translations = []
+        for i, text in enumerate(out["translation"]):
+            s, t = int(out["source_lengths"][i]), int(out["target_lengths"][i])
+            translations.append(pb.Translation(
+                text=text.decode(), source_pieces=_strings(out["source_pieces"][i, :s]),
+                target_pieces=_strings(out["target_pieces"][i, :t]),
+                token_probabilities=out["token_probabilities"][i, :t].tolist(),
+                attention=out["attention"][i, :t, :s].ravel().tolist(),
+                score=float(out["scores"][i]), finished=bool(out["finished"][i])))
+        return pb.TranslateResponse(model=_ref(runner), translations=translations)
 
     @grpc_errors
     async def Caption(self, request: pb.CaptionRequest,
                       context: grpc.aio.ServicerContext) -> pb.CaptionResponse:
-        runner = _expect(await self.ctx.runner(*_model_ref(request.model)), CaptionerRunner)
-        if request.beam_size < 0 or request.max_length < 0:
-            raise InvalidInput("beam_size and max_length must not be negative")
-        pixels = await self._pixels(runner, request, context)
-        results = await self.ctx.batched(context, runner, CaptionCall(
-            pixels, request.beam_size, runner.limit(request.max_length)))
-        _, height, width = runner.chw
+        runner = await self.ctx.runner(*_model_ref(request.model), task="caption")
+        out = await self.ctx.infer(runner, _image_inputs(runner, request),
+                                   _search_parameters(request), [
+            "caption", "tokens", "caption_lengths", "token_probabilities", "attention",
+            "scores", "finished"], deadline_of(context))
+        captions = []
+        for i, text in enumerate(out["caption"]):
+            t = int(out["caption_lengths"][i])
+            captions.append(pb.CaptionResult(
+                text=text.decode(), tokens=_strings(out["tokens"][i, :t]),
+                token_probabilities=out["token_probabilities"][i, :t].tolist(),
+                attention=out["attention"][i, :t].ravel().tolist(),
+                score=float(out["scores"][i]), finished=bool(out["finished"][i])))
+        m = runner.manifest
         return pb.CaptionResponse(
-            model=pb.ModelRef(name=runner.name, version=runner.version),
-            grid_rows=runner.grid[0], grid_cols=runner.grid[1], image_height=height,
-            image_width=width,
-            captions=[pb.CaptionResult(
-                text=r.text, tokens=r.tokens, token_probabilities=r.token_probabilities,
-                attention=r.attention.ravel().tolist(), score=r.score, finished=r.finished)
-                for r in results])
+            model=_ref(runner), grid_rows=int(m.grid["rows"]), grid_cols=int(m.grid["cols"]),
+            image_height=int(m.preprocessing["height"]),
+            image_width=int(m.preprocessing["width"]), captions=captions)
 
-    async def _probabilities(self, runner: ImageRunner,
-                             request: pb.ClassifyRequest | pb.TagRequest,
+    async def _probabilities(self, runner: Runner, request: pb.ClassifyRequest | pb.TagRequest,
                              context: grpc.aio.ServicerContext) -> np.ndarray:
         if request.top_k < 0:
             raise InvalidInput("top_k must not be negative")
-        pixels = await self._pixels(runner, request, context)
-        results = await self.ctx.infer(context, runner, {runner.input_name: pixels},
-                                       ["probabilities"])
-        return results["probabilities"]
+        out = await self.ctx.infer(runner, _image_inputs(runner, request), {},
+                                   ["probabilities"], deadline_of(context))
+        return out["probabilities"]
 
-    async def _pixels(self, runner: ImageInput, request: Any,
-                      context: grpc.aio.ServicerContext) -> np.ndarray:
-        """Check and decode the request's image batch: a pixel tensor or encoded images."""
-        has_pixels, has_images = request.HasField("pixels"), len(request.images) > 0
-        if has_pixels == has_images:
-            raise InvalidInput("set exactly one of pixels or images")
-        n = request.pixels.shape[0] if has_pixels and request.pixels.shape else \
-            len(request.images)
-        check_batch_size(n, self.ctx.limits.max_batch_size)
-        if has_pixels:
-            return runner.pixels_from_array(_tensor(request.pixels, "pixels"))
-        return await self.ctx.run(context, runner.pixels_from_images, list(request.images))
+
+def _image_inputs(runner: Runner, request: Any) -> Tensors:
+    """The request's pixel tensor or encoded images as the runner's named inputs."""
+    has_pixels, has_images = request.HasField("pixels"), len(request.images) > 0
+    if has_pixels == has_images:
+        raise InvalidInput("set exactly one of pixels or images")
+    if has_images:
+        encoded = np.empty(len(request.images), dtype=object)
+        encoded[:] = list(request.images)
+        return {IMAGE_INPUT: encoded}
+    # image graphs name their pixel input in the manifest
+    return {runner.manifest.inputs[0].name: _tensor(request.pixels, "pixels")}
+
+
+def _search_parameters(request: pb.TranslateRequest | pb.CaptionRequest) -> dict[str, int]:
+    if request.beam_size < 0 or request.max_length < 0:
+        raise InvalidInput("beam_size and max_length must not be negative")
+    return {"beam_size": request.beam_size, "max_length": request.max_length}
+
+
+def _strings(items: np.ndarray) -> list[str]:
+    return [x.decode("utf-8") for x in items]
 
 
 def _labels(items: list[LabelProbability]) -> list[pb.LabelProbability]:
     return [pb.LabelProbability(index=t.index, label=t.label, probability=t.probability)
             for t in items]
+
+
+def _ref(runner: Runner) -> pb.ModelRef:
+    return pb.ModelRef(name=runner.name, version=runner.version)
 
 
 def _model_ref(ref: pb.ModelRef) -> tuple[str, int]:
@@ -158,13 +169,6 @@ def _model_ref(ref: pb.ModelRef) -> tuple[str, int]:
     if ref.version < 0:
         raise InvalidInput("model.version must be 0 (latest) or a version number")
     return ref.name, ref.version
-
-
-def _expect(runner: Runner, kind: type[R]) -> R:
-    if not isinstance(runner, kind):
-        raise InvalidInput(f"model {runner.name} is a {runner.manifest.task} model, "
-                           f"not a {kind.task} model")
-    return runner
 
 
 def _tensor(t: pb.Tensor, what: str) -> np.ndarray:

@@ -6,12 +6,12 @@ import pytest
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
-PIXELS = np.zeros((2, 1, 28, 28), np.float32)
+PIXELS = np.zeros((2, 1, 28, 28), np.uint8)
 
 
 def infer_request(**changes):
     request = pb.ModelInferRequest(model_name="mnist")
-    tensor = request.inputs.add(name="pixels", datatype="FP32", shape=list(PIXELS.shape))
+    tensor = request.inputs.add(name="pixels", datatype="UINT8", shape=list(PIXELS.shape))
     request.raw_input_contents.append(PIXELS.tobytes())
     for key, value in changes.items():
         value(request, tensor) if key == "edit" else setattr(request, key, value)
@@ -24,7 +24,7 @@ def call(target, request):
 
 
 def shrink(request, tensor):
-    request.raw_input_contents[0] = PIXELS.tobytes()[:-4]
+    request.raw_input_contents[0] = PIXELS.tobytes()[:-1]
 
 
 def drop_input(request, tensor):
@@ -32,13 +32,14 @@ def drop_input(request, tensor):
     del request.raw_input_contents[:]
 
 
-def wrong_datatype(request, tensor):
-    tensor.datatype = "UINT8"
-    request.raw_input_contents[0] = PIXELS.astype(np.uint8).tobytes()
+def scaled_floats(request, tensor):
+    """What a torchvision-minded client sends: FP32 scaled to 0..1."""
+    tensor.datatype = "FP32"
+    request.raw_input_contents[0] = (PIXELS.astype(np.float32) / 255).tobytes()
 
 
 def raw_and_typed(request, tensor):
-    tensor.contents.fp32_contents.extend(PIXELS.ravel().tolist())
+    tensor.contents.uint_contents.extend(PIXELS.ravel().tolist())
 
 
 def wrong_shape(request, tensor):
@@ -49,7 +50,7 @@ def wrong_shape(request, tensor):
 
 def typed_count_mismatch(request, tensor):
     del request.raw_input_contents[:]
-    tensor.contents.fp32_contents.extend([0.0] * 10)
+    tensor.contents.uint_contents.extend([0] * 10)
 
 
 def unknown_input(request, tensor):
@@ -60,8 +61,8 @@ def unknown_output(request, tensor):
     request.outputs.add(name="embedding")
 
 
-def nan_pixels(request, tensor):
-    request.raw_input_contents[0] = np.full_like(PIXELS, np.nan).tobytes()
+def version_with_leading_zero(request, tensor):
+    request.model_version = "01"
 
 
 def bad_classification(request, tensor):
@@ -72,13 +73,13 @@ def bad_classification(request, tensor):
 @pytest.mark.parametrize("edit, words", [
     (shrink, "bytes"),
     (drop_input, "missing input 'pixels'"),
-    (wrong_datatype, "datatype UINT8"),
+    (scaled_floats, "datatype FP32, the model expects UINT8 (UINT8 values 0..255"),
     (raw_and_typed, "contents must be empty"),
     (wrong_shape, "shape"),
     (typed_count_mismatch, "needs 1568 values"),
     (unknown_input, "unexpected input 'image'"),
     (unknown_output, "unknown output 'embedding'"),
-    (nan_pixels, "NaN"),
+    (version_with_leading_zero, "without sign or leading zeros"),
     (bad_classification, "classification"),
 ])
 def test_malformed_request_is_invalid_and_the_server_goes_on(oip_server, edit, words):
@@ -93,7 +94,7 @@ def test_malformed_request_is_invalid_and_the_server_goes_on(oip_server, edit, w
 def test_typed_contents_are_accepted(oip_server):
     request = infer_request()
     del request.raw_input_contents[:]
-    request.inputs[0].contents.fp32_contents.extend(PIXELS.ravel().tolist())
+    request.inputs[0].contents.uint_contents.extend(PIXELS.ravel().tolist())
     typed = call(oip_server.target, request)
     raw = call(oip_server.target, infer_request())
     assert typed.raw_output_contents == raw.raw_output_contents
@@ -111,9 +112,9 @@ def test_unknown_model_or_version(oip_server, name, version, code):
 
 
 def test_batch_above_the_limit_is_resource_exhausted(oip_server):
-    big = np.zeros((300, 1, 28, 28), np.float32)
+    big = np.zeros((300, 1, 28, 28), np.uint8)
     request = pb.ModelInferRequest(model_name="mnist")
-    request.inputs.add(name="pixels", datatype="FP32", shape=list(big.shape))
+    request.inputs.add(name="pixels", datatype="UINT8", shape=list(big.shape))
     request.raw_input_contents.append(big.tobytes())
     with pytest.raises(grpc.RpcError) as caught:
         call(oip_server.target, request)

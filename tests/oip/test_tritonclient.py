@@ -7,14 +7,15 @@ import onnxruntime as ort
 import pytest
 import tritonclient.grpc as triton
 import tritonclient.grpc.aio as triton_aio
+from tritonclient.utils import InferenceServerException
 
 from tests.conftest import SHARED_MNIST
 from training.data.idx import read_idx
 
 
 def pixels_input(images: np.ndarray) -> triton.InferInput:
-    x = images.astype(np.float32)[:, None]
-    tensor = triton.InferInput("pixels", list(x.shape), "FP32")
+    x = images.astype(np.uint8)[:, None]
+    tensor = triton.InferInput("pixels", list(x.shape), "UINT8")
     tensor.set_data_from_numpy(x)
     return tensor
 
@@ -32,13 +33,14 @@ def test_health_metadata_and_config(oip_server):
     assert not client.is_model_ready("no-such-model")
     meta = client.get_model_metadata("mnist", as_json=True)
     assert meta["platform"] == "onnxruntime_onnx" and meta["versions"] == ["1"]
-    assert meta["inputs"] == [{"name": "pixels", "datatype": "FP32",
+    assert meta["inputs"] == [{"name": "pixels", "datatype": "UINT8",
                                "shape": ["-1", "1", "28", "28"]}]
     assert [o["name"] for o in meta["outputs"]] == ["probabilities", "logits"]
     config = client.get_model_config("mnist").config
     assert config.platform == "onnxruntime_onnx" and config.max_batch_size == 256
     assert list(config.input[0].dims) == [1, 28, 28]
     assert config.output[0].label_filename == "labels.txt"
+    assert "0..255" in config.parameters["input_range"].string_value
     server = client.get_server_metadata()
     assert server.name == "smallserve" and "classification" in server.extensions
     index = client.get_model_repository_index(as_json=True)["models"]
@@ -109,3 +111,18 @@ def test_asyncio_client_32_concurrent_requests(oip_server, oip_repository, test_
         assert result.get_response().id == str(i)
         np.testing.assert_allclose(result.as_numpy("probabilities")[0], expected[i],
                                    atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("datatype, scale", [("FP32", 1 / 255), ("FP32", 1.0), ("FP64", 1.0)])
+def test_pixels_other_than_uint8_are_refused_with_the_expected_range(oip_server, test_digits,
+                                                                     datatype, scale):
+    """A torchvision-minded client (floats 0..1) or one sending raw floats gets an error
+    naming the contract, never a confident wrong answer."""
+    x = (test_digits.images[:4, None] * scale).astype(np.float32 if datatype == "FP32"
+                                                      else np.float64)
+    tensor = triton.InferInput("pixels", list(x.shape), datatype)
+    tensor.set_data_from_numpy(x)
+    client = triton.InferenceServerClient(oip_server.target)
+    with pytest.raises(InferenceServerException) as caught:
+        client.infer("mnist", [tensor])
+    assert "INVALID_ARGUMENT" in str(caught.value) and "UINT8 values 0..255" in str(caught.value)

@@ -279,8 +279,8 @@ def _valid_infer(name: str, rows: int, image: bytes) -> oip.ModelInferRequest:
     request = oip.ModelInferRequest(model_name=name)
     task, size = MODELS[name]
     if task in ("classify", "tag"):
-        pixels = np.full((rows, 1, size, size), 128, np.float32)
-        request.inputs.add(name="pixels", datatype="FP32", shape=list(pixels.shape))
+        pixels = np.full((rows, 1, size, size), 128, np.uint8)
+        request.inputs.add(name="pixels", datatype="UINT8", shape=list(pixels.shape))
         request.raw_input_contents.append(pixels.tobytes())
     else:
         items = np.array([b"el gato negro" if task == "translate" else image] * rows,

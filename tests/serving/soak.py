@@ -51,8 +51,8 @@ def workload(channel: grpc.aio.Channel, model: str) -> list[Call]:
     images = rng.integers(0, 256, (4, 28, 28), dtype=np.uint8)
     classify = [classify_request(model, pixels=images[:n], top_k=3) for n in (1, 2, 4)]
     good_infer = oip.ModelInferRequest(model_name=model)
-    good_infer.inputs.add(name="pixels", datatype="FP32", shape=[2, 1, 28, 28])
-    good_infer.raw_input_contents.append(images[:2].astype(np.float32).tobytes())
+    good_infer.inputs.add(name="pixels", datatype="UINT8", shape=[2, 1, 28, 28])
+    good_infer.raw_input_contents.append(images[:2].astype(np.uint8).tobytes())
     short_infer = oip.ModelInferRequest()
     short_infer.CopyFrom(good_infer)
     short_infer.raw_input_contents[0] = good_infer.raw_input_contents[0][:-4]

@@ -37,9 +37,10 @@ def test_batcher_merges_calls_and_returns_each_its_own_rows(tmp_path):
               for rows in (1, 3, 2, 5, 1, 4, 2, 3, 1, 6, 2, 2)]
 
     async def scenario():
-        batcher = DynamicBatcher(runner, BatchingConfig(max_batch_size=8,
+        batcher = DynamicBatcher(runner.name, BatchingConfig(max_batch_size=8,
                                                         max_queue_delay_us=20_000),
-                                 InferencePool(2), runner.batch_strategy())
+                                 InferencePool(2), runner.batch_strategy(),
+                                 runner.stats)
         return await asyncio.gather(*(batcher.submit({"pixels": x}, None) for x in inputs))
 
     before = runner.stats.execution_count
@@ -58,8 +59,9 @@ def test_inputs_of_different_shapes_are_not_merged(tmp_path):
     runner = load_runner(path, SessionConfig())
 
     async def scenario():
-        batcher = DynamicBatcher(runner, BatchingConfig(max_queue_delay_us=20_000),
-                                 InferencePool(1), runner.batch_strategy())
+        batcher = DynamicBatcher(runner.name, BatchingConfig(max_queue_delay_us=20_000),
+                                 InferencePool(1), runner.batch_strategy(),
+                                 runner.stats)
         ok = batcher.submit({"pixels": np.zeros((2, 1, 28, 28), np.float32)}, None)
         odd = batcher.submit({"pixels": np.zeros((1, 1, 28, 29), np.float32)}, None)
         return await asyncio.gather(ok, odd, return_exceptions=True)

@@ -11,7 +11,7 @@ import pytest
 
 from serving import metrics
 from serving.errors import ModelNotFound
-from serving.services.context import grpc_errors
+from serving.services.grpc_status import grpc_errors
 
 LABELS = {"api": "test.count", "method": "Classify", "model": ""}
 

@@ -76,8 +76,9 @@ def test_an_idle_batcher_runs_a_lone_call_at_once_and_queues_the_calls_behind_it
               for rows in (1, 2, 1, 3, 1, 2, 1, 1)]
 
     async def scenario():
-        batcher = DynamicBatcher(runner, BatchingConfig(max_batch_size=16),
-                                 InferencePool(1, inline_below_us=0), runner.batch_strategy())
+        batcher = DynamicBatcher(runner.name, BatchingConfig(max_batch_size=16),
+                                 InferencePool(1, inline_below_us=0), runner.batch_strategy(),
+                                 runner.stats)
         alone = await batcher.submit({"pixels": inputs[0]}, None)
         no_task = batcher._task is None  # answered without the scheduler
         together = await asyncio.gather(*(batcher.submit({"pixels": x}, None)
@@ -92,6 +93,6 @@ def test_an_idle_batcher_runs_a_lone_call_at_once_and_queues_the_calls_behind_it
     # its run share the next one
     assert runs == 1 + 2
     for x, (outputs, _, _) in zip(inputs, together, strict=True):
-        expected = runner.infer({"pixels": x}, ["probabilities"])["probabilities"]
+        expected = runner.run_graph({"pixels": x}, ["probabilities"])["probabilities"]
         np.testing.assert_allclose(outputs["probabilities"], expected, atol=1e-6, rtol=0)
     np.testing.assert_allclose(alone[0]["probabilities"], together[0][0]["probabilities"])

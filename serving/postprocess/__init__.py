@@ -1,0 +1,1 @@
+"""Model outputs -> what a person reads: labels ranked and decided."""
