@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 
 from serving.config import parse_config
 from serving.logs import configure_logging
+from serving.parent_watch import SUPERVISOR_PID_ENV, exit_with_supervisor
 from serving.server import serve
 from serving.supervisor import supervise
 
@@ -19,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(config.log_level, config.log_format)
     if config.processes > 1:
         return supervise(argv, config)
+    if os.environ.get(SUPERVISOR_PID_ENV):  # a worker of --processes
+        exit_with_supervisor(int(os.environ[SUPERVISOR_PID_ENV]))
     try:
         asyncio.run(serve(config))
         # drained and stopped: a late second signal must not turn exit 0 into a kill

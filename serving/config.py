@@ -9,6 +9,7 @@ from pathlib import Path
 
 from serving.batching import BatchingConfig
 from serving.preprocess.limits import InputLimits
+from serving.registry import DEFAULT_MAX_LOADED_VERSIONS
 from serving.runtime.providers import parse_provider_list
 from serving.runtime.session import SessionConfig
 from serving.security import SecurityConfig, add_security_arguments, security_from_args
@@ -36,6 +37,7 @@ class ServerConfig:
     reuse_port: bool = False
     security: SecurityConfig = SecurityConfig()
     input_limits: InputLimits = InputLimits()
+    max_loaded_versions: int = DEFAULT_MAX_LOADED_VERSIONS
 
 
 def _env(flag: str, default: str) -> str:
@@ -92,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest text (UTF-8 bytes) a translation request may carry")
     p.add_argument("--poll-interval", type=float, default=float(_env("poll_interval", "2")),
                    help="seconds between scans of the repository for new versions (0: never)")
+    p.add_argument("--max-loaded-versions", type=int,
+                   default=int(_env("max_loaded_versions", str(DEFAULT_MAX_LOADED_VERSIONS))),
+                   help="versions of one model kept loaded, the latest included: versions "
+                        "asked for by number beyond it are unloaded least recently used first")
     p.add_argument("--grace-period", type=float, default=float(_env("grace_period", "10")),
                    help="seconds in-flight calls get to finish on SIGTERM/SIGINT")
     batching = p.add_argument_group(
@@ -141,7 +147,8 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
             parser.error(f"--model-providers expects NAME=LIST, got {item!r}")
         model_providers[name] = parsed
     for flag in ("workers", "max_message_bytes", "batch_max_size", "batch_queue_size",
-                 "batch_instances", "processes", "max_image_pixels", "max_text_bytes"):
+                 "batch_instances", "processes", "max_image_pixels", "max_text_bytes",
+                 "max_loaded_versions"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1")
     return ServerConfig(
@@ -154,6 +161,7 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         workers=args.workers, inline_below_us=max(0, args.inline_below_us),
         max_batch_size=args.max_batch_size,
         max_message_bytes=args.max_message_bytes, poll_interval=args.poll_interval,
+        max_loaded_versions=args.max_loaded_versions,
         grace_period=args.grace_period, log_level=args.log_level, log_format=args.log_format,
         batching=BatchingConfig(enabled=args.batching == "on", max_batch_size=args.batch_max_size,
                                 max_queue_delay_us=max(0, args.batch_max_delay_us),

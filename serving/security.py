@@ -154,8 +154,9 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
         if service_of(details.method) in OPEN_SERVICES or \
                 self.allows(details.invocation_metadata or ()):
             return handler
-        log.debug("refused a call to %s without a valid token", details.method)
-        return _refusal(handler, details.method)
+        log.debug("refused a call to %s without a valid token", details.method[:200])
+        # a label per client-made path would grow /metrics and memory without bound
+        return _refusal(handler, details.method if handler is not None else UNKNOWN_METHOD)
 
     def allows(self, metadata: Sequence[Any]) -> bool:
         values = [m.value for m in metadata if m.key == "authorization"]
@@ -172,10 +173,12 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
 
 
 MESSAGE = "missing or invalid bearer token (metadata 'authorization: Bearer <token>')"
+UNKNOWN_METHOD = "unknown"  # the metric label of every path this server does not serve
 
 
 def _refusal(handler: grpc.RpcMethodHandler | None, method: str) -> grpc.RpcMethodHandler:
-    """A handler of the same streaming kind that refuses before reading any request."""
+    """A handler of the same streaming kind that refuses before reading any request; method:
+    the metric label, a method this server serves or UNKNOWN_METHOD."""
 
     async def _refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
         metrics.REFUSED.labels(method, grpc.StatusCode.UNAUTHENTICATED.name).inc()

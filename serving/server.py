@@ -38,7 +38,8 @@ HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.registry = ModelRegistry(config.repository, config.session)
+        self.registry = ModelRegistry(config.repository, config.session,
+                                      max_loaded_versions=config.max_loaded_versions)
         self.pool = InferencePool(config.workers, config.inline_below_us)
         self.ctx = ServerContext(self.registry, Limits(config.max_batch_size), self.pool,
                                  config.batching)

@@ -2,8 +2,12 @@
 
 The supervisor runs no gRPC itself. It starts each worker as `python -m serving` with the same
 arguments plus SO_REUSEPORT, its share of the cores for onnxruntime and its own metrics port;
-the kernel spreads new connections over the workers. SIGTERM/SIGINT are passed on and the
-supervisor exits once every worker has drained, with the worst worker's exit status.
+the kernel spreads new connections over the workers. A worker that dies is restarted in its
+slot, after a pause that doubles with each quick death (as gunicorn's arbiter replaces a dead
+worker, instead of taking the others down); a slot whose workers keep dying at start halts
+the supervisor, which then exits with that status. Workers end when the supervisor dies
+(serving.parent_watch). SIGTERM/SIGINT are passed on and the supervisor exits once every
+worker has drained, with the worst worker's exit status.
 """
 
 from __future__ import annotations
@@ -14,10 +18,18 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 from serving.config import ServerConfig
+from serving.parent_watch import SUPERVISOR_PID_ENV
 
 log = logging.getLogger("serving.supervisor")
+
+FIRST_BACKOFF_SECONDS = 0.5
+MAX_BACKOFF_SECONDS = 30.0
+STABLE_SECONDS = 30.0  # a worker that lived this long was not failing at start
+MAX_QUICK_DEATHS = 5  # in a row, in one slot: a worker that cannot start (port, config)
+POLL_SECONDS = 0.2
 
 
 def worker_command(argv: list[str], config: ServerConfig, index: int) -> list[str]:
@@ -30,15 +42,48 @@ def worker_command(argv: list[str], config: ServerConfig, index: int) -> list[st
     return [sys.executable, "-m", "serving", *argv, *extra]  # later flags win in argparse
 
 
+@dataclass
+class Slot:
+    """One worker's place: its command, the process now in it, and its recent deaths."""
+
+    index: int
+    command: list[str]
+    process: subprocess.Popen | None = None
+    started: float = 0.0
+    quick_deaths: int = 0
+    restart_at: float = 0.0
+    last_code: int = 0
+
+    def start(self) -> None:
+        env = {**os.environ, "SMALLSERVE_WORKER": str(self.index),
+               SUPERVISOR_PID_ENV: str(os.getpid())}
+        self.process = subprocess.Popen(self.command, env=env)
+        self.started = time.monotonic()
+
+    def reap(self) -> bool:
+        """True when the worker in this slot has just died; schedules its replacement."""
+        if self.process is None or (code := self.process.poll()) is None:
+            return False
+        lived = time.monotonic() - self.started
+        self.quick_deaths = self.quick_deaths + 1 if lived < STABLE_SECONDS else 1
+        self.last_code = code
+        delay = min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2 ** (self.quick_deaths - 1))
+        self.restart_at = time.monotonic() + delay
+        log.error("worker %d (pid %d) exited with %s after %.1fs; restarting it in %.1fs",
+                  self.index, self.process.pid, code, lived, delay)
+        self.process = None
+        return True
+
+
 def supervise(argv: list[str], config: ServerConfig) -> int:
     if config.port == 0:
         log.error("--processes needs a fixed --port: workers must share one")
         return 2
-    workers = [subprocess.Popen(worker_command(argv, config, i),
-                                env={**os.environ, "SMALLSERVE_WORKER": str(i)})
-               for i in range(config.processes)]
-    log.info("started %d workers on port %d: pids %s", len(workers), config.port,
-             ", ".join(str(w.pid) for w in workers))
+    slots = [Slot(i, worker_command(argv, config, i)) for i in range(config.processes)]
+    for slot in slots:
+        slot.start()
+    log.info("started %d workers on port %d: pids %s", len(slots), config.port,
+             ", ".join(str(s.process.pid) for s in slots if s.process))
 
     stopping = False
 
@@ -47,16 +92,25 @@ def supervise(argv: list[str], config: ServerConfig) -> int:
         if stopping:  # each worker is already draining; a second signal would cut that short
             return
         stopping = True
-        for w in workers:
-            if w.poll() is None:
-                w.send_signal(signum)
+        for s in slots:
+            if s.process is not None and s.process.poll() is None:
+                s.process.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    # a worker that dies on its own takes the others down: a half-sized pool hides failures
-    while all(w.poll() is None for w in workers):
-        time.sleep(0.2)
-    forward(signal.SIGTERM, None)
-    codes = [w.wait() for w in workers]
+    halted = None
+    while not stopping:
+        for slot in slots:
+            if slot.reap() and slot.quick_deaths >= MAX_QUICK_DEATHS:
+                log.error("worker %d died %d times in a row within %.0fs of starting; "
+                          "stopping", slot.index, slot.quick_deaths, STABLE_SECONDS)
+                halted = slot.last_code
+                forward(signal.SIGTERM, None)
+                break
+            if slot.process is None and not stopping and time.monotonic() >= slot.restart_at:
+                slot.start()
+                log.info("worker %d restarted: pid %d", slot.index, slot.process.pid)
+        time.sleep(POLL_SECONDS)
+    codes = [s.process.wait() for s in slots if s.process is not None]
     log.info("workers exited with %s", codes)
-    return max(abs(c) for c in codes)
+    return max([abs(c) for c in codes] + ([abs(halted) or 1] if halted is not None else []))

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from serving.repository.errors import ManifestError
+from serving.repository.safe_files import MAX_MANIFEST_BYTES, path_problem, read_regular
+
 FORMAT_VERSION = 1
 TASKS = ("classify", "tag", "translate", "caption")
 DTYPES = ("float32", "float16", "uint8", "int32", "int64", "bool", "bytes")  # bytes: text/images
-
-
-class ManifestError(ValueError):
-    """A manifest or version folder that must not be served."""
+# tokenizer keys that name a file of the version (source_model, target_model, vocab_file)
+TOKENIZER_FILE_SUFFIXES = ("_model", "_file")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -106,10 +109,9 @@ class Manifest:
 
     @classmethod
     def read(cls, path: Path) -> Manifest:
+        raw = read_regular(path, MAX_MANIFEST_BYTES)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as e:
-            raise ManifestError(f"{path} does not exist") from e
+            data = json.loads(raw.decode("utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ManifestError(f"{path} is not valid JSON: {e}") from e
         return cls.from_dict(data)
@@ -142,6 +144,33 @@ class Manifest:
                 raise ManifestError(
                     f"probabilities has {width} columns but the manifest lists "
                     f"{len(self.labels)} labels")
+        self._validate_files()
+
+    def named_files(self) -> dict[str, str]:
+        """Every file the server reads, by the manifest key that names it."""
+        named = {f"graphs.{role}": rel for role, rel in self.graphs.items()}
+        for key, value in self.tokenizer.items():
+            if key.endswith(TOKENIZER_FILE_SUFFIXES) and isinstance(value, str):
+                named[f"tokenizer.{key}"] = value
+        return named
+
+    def _validate_files(self) -> None:
+        """Each listed file and each file the server reads has a path inside the version; each
+        listed file has a sha256 and a size. (That every file read is listed, and where links
+        lead, verify_version checks against the version folder.)"""
+        for rel, meta in self.files.items():
+            problem = path_problem(rel)
+            if problem is not None:
+                raise ManifestError(f"file {rel!r} points outside the version ({problem})")
+            if not SHA256.match(str(meta.get("sha256", ""))):
+                raise ManifestError(f"file {rel!r} has no sha256 (64 hex digits) in files")
+            size = meta.get("bytes")
+            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+                raise ManifestError(f"file {rel!r} has no size (bytes) in files")
+        for key, rel in self.named_files().items():
+            problem = path_problem(rel)
+            if problem is not None:
+                raise ManifestError(f"{key} {rel!r} points outside the version ({problem})")
 
     def output(self, name: str) -> TensorSpec:
         for spec in self.outputs:

@@ -22,17 +22,11 @@ from serving.client.messages import classify_request
 from serving.repository import VersionWriter, model_names, version_numbers
 from serving.repository.publish import STAGING_PREFIX
 from tests.conftest import ROOT
+from tests.serving.hand_versions import publish_by_hand, wait_for
 from tests.serving.server_process import ServerProcess
 from tests.serving.synthetic import classifier_graph, classifier_manifest, publish_classifier
 
 PIXELS = np.zeros((2, 28, 28), np.uint8)
-
-
-def wait_for(condition, timeout: float = 20, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +37,6 @@ def server(tmp_path_factory):
     with ServerProcess(repo, "--poll-interval", "0.2") as s:
         s.repository = repo
         yield s
-
-
-def publish_by_hand(model_dir, version: int, files: dict[str, bytes], manifest: dict) -> None:
-    """Write a version folder aside and rename it into place, as a publisher would, but with
-    whatever content (and sha256s) the test wants."""
-    staging = model_dir / f".by-hand-{version}"
-    staging.mkdir()
-    for name, data in files.items():
-        (staging / name).write_bytes(data)
-    (staging / "manifest.json").write_text(json.dumps(manifest))
-    os.rename(staging, model_dir / str(version))
 
 
 def test_broken_versions_are_refused_reported_and_the_old_one_serves(server):

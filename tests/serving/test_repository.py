@@ -74,9 +74,14 @@ def test_concurrent_publishers_get_distinct_versions(tmp_path):
 
 def test_tampered_file_fails_verification(tmp_path):
     path = publish_classifier(tmp_path, "m")
-    with (path / "model.onnx").open("ab") as f:
-        f.write(b"\0")
+    data = bytearray((path / "model.onnx").read_bytes())
+    data[-1] ^= 1
+    (path / "model.onnx").write_bytes(data)
     with pytest.raises(ManifestError, match="sha256 of model.onnx"):
+        verify_version(path)
+    # a file of another size is refused from its size, before any hashing
+    (path / "model.onnx").write_bytes(data + b"\0")
+    with pytest.raises(ManifestError, match="model.onnx is .* bytes, manifest says"):
         verify_version(path)
 
 
