@@ -8,13 +8,20 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from bench import decoding_speed, eager_vs_onnxruntime, server_throughput, serving_overhead
+from bench import (
+    decoding_speed,
+    eager_vs_onnxruntime,
+    rest_vs_grpc,
+    server_throughput,
+    serving_overhead,
+)
 
 BENCHMARKS = {
     "eager_vs_onnxruntime": eager_vs_onnxruntime.run,
     "server_vs_in_process": serving_overhead.run,
     "server_throughput": server_throughput.run,
     "decoding_speed": decoding_speed.run,
+    "rest_vs_grpc": rest_vs_grpc.run,
 }
 
 

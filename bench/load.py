@@ -1,6 +1,7 @@
 """Closed-loop load from separate processes: C concurrent callers for T seconds.
 
-`python -m bench.load TARGET MODEL API CONCURRENCY SECONDS [CHANNELS]` runs the callers on
+`python -m bench.load TARGET MODEL API CONCURRENCY SECONDS [CHANNELS]` (TARGET the HTTP
+port's host:port for the `rest` API) runs the callers on
 CHANNELS connections of their own (so the kernel can spread them over `--processes` workers)
 and prints one JSON line with every latency. `generate_load` runs several such processes and
 merges them, so the load never shares a GIL with the server it measures, and one Python client
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -26,7 +28,7 @@ from serving.api.generated.inference import grpc_service_pb2_grpc as oip_grpc
 from serving.api.generated.smallserve.v1 import model_service_pb2_grpc as api_grpc
 from serving.client.messages import classify_request, translate_request
 
-APIS = ("smallserve", "oip", "health", "translate")
+APIS = ("smallserve", "oip", "rest", "health", "translate")
 # translate: one made-up sentence per call (unknown words are still pieces to encode), greedy,
 # this many steps: the bench models never end a sentence early (bench.models)
 TRANSLATE_TEXT = "kelo mira tansu ferbo lin adaro"
@@ -56,14 +58,41 @@ def request_maker(api: str, model: str, channel: grpc.aio.Channel) -> Any:
     return lambda: stub.ModelInfer(request, timeout=30)
 
 
+def rest_request_maker(model: str, session: aiohttp.ClientSession, url: str) -> Any:
+    """One REST ModelInfer call as tritonclient.http sends it: a JSON header, then the pixels
+    as binary tensor data; the probabilities come back binary too."""
+    pixels = np.random.default_rng(0).integers(0, 256, (1, 1, 28, 28)).astype(np.uint8)
+    head = json.dumps({"inputs": [{"name": "pixels", "datatype": "UINT8",
+                                   "shape": [1, 1, 28, 28],
+                                   "parameters": {"binary_data_size": pixels.nbytes}}],
+                       "outputs": [{"name": "probabilities",
+                                    "parameters": {"binary_data": True}}]}).encode()
+    body = head + pixels.tobytes()
+    headers = {"Inference-Header-Content-Length": str(len(head)),
+               "Content-Type": "application/octet-stream"}
+    endpoint = f"http://{url}/v2/models/{model}/infer"
+
+    async def call() -> None:
+        async with session.post(endpoint, data=body, headers=headers) as response:
+            await response.read()
+            if response.status != 200:
+                raise grpc.aio.AioRpcError(grpc.StatusCode.UNKNOWN, None, None,
+                                           f"HTTP {response.status}")
+    return call
+
+
 async def generate(target: str, model: str, api: str, concurrency: int, seconds: float,
                    channels: int = 1) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
     # a local subchannel pool each: channels to one target would otherwise share a connection
     opened = [grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
-              for _ in range(channels)]
-    calls = [request_maker(api, model, c) for c in opened]
+              for _ in range(channels if api != "rest" else 0)]
+    # REST: one HTTP client session per channel, each keeping its connections alive
+    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+                for _ in range(channels if api == "rest" else 0)]
+    calls = [request_maker(api, model, c) for c in opened] + \
+        [rest_request_maker(model, s, target) for s in sessions]
     try:
         for call in calls:
             for _ in range(3):
@@ -86,6 +115,8 @@ async def generate(target: str, model: str, api: str, concurrency: int, seconds:
     finally:
         for c in opened:
             await c.close()
+        for s in sessions:
+            await s.close()
     return {"elapsed": elapsed, "errors": errors,
             "latencies_ms": [round(x * 1e3, 4) for x in latencies]}
 

@@ -47,7 +47,8 @@ def running_server(repository: Path, *args: str) -> Iterator[str]:
     server = subprocess.Popen(
         [sys.executable, "-m", "serving", "--repository", str(repository), "--host",
          "127.0.0.1", "--port", str(port), "--log-level", "WARNING", "--metrics-port", "0",
-         *args], cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+         *([] if "--http-port" in args else ["--http-port", "0"]), *args], cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
     target = f"127.0.0.1:{port}"
     try:
         with Client(target) as client:

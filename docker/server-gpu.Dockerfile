@@ -37,11 +37,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     SMALLSERVE_REPOSITORY=/models \
     SMALLSERVE_HOST=0.0.0.0 \
     SMALLSERVE_PORT=8001 \
+    SMALLSERVE_HTTP_PORT=8000 \
     SMALLSERVE_PROVIDERS=cuda,cpu \
     SMALLSERVE_LOG_FORMAT=json
 USER 10001:10001
 WORKDIR /opt/smallserve
-EXPOSE 8001 8002
+EXPOSE 8000 8001 8002
 # first CUDA session creation is slow (kernel/JIT caches are cold): a longer start period
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "/opt/smallserve/healthcheck.py"]

@@ -31,12 +31,13 @@ ENV PATH=/opt/venv/bin:$PATH \
     SMALLSERVE_REPOSITORY=/models \
     SMALLSERVE_HOST=0.0.0.0 \
     SMALLSERVE_PORT=8001 \
+    SMALLSERVE_HTTP_PORT=8000 \
     SMALLSERVE_PROVIDERS=cpu \
     SMALLSERVE_LOG_FORMAT=json
 # numeric, so Kubernetes runAsNonRoot can verify it
 USER 10001:10001
 WORKDIR /opt/smallserve
-EXPOSE 8001 8002
+EXPOSE 8000 8001 8002
 # SERVING only once every model is loaded and warmed up; start-period covers that
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "/opt/smallserve/healthcheck.py"]

@@ -2,14 +2,17 @@
 # The main job end to end: train small models of every kind on the bundled data (two MNIST
 # classifiers, a multi-label tagger and an attention captioner on multi-digit canvases, an
 # attention translator on the toy Spanish->English grammar), export them to the model
-# repository, serve them over gRPC, query each with the client, shut down. About 3 min on 2 cores.
-#   PYTHON=.venv/bin/python  REPOSITORY=exported  PORT=8001  RUNS=runs (checkpoints, samples)
+# repository, serve them over gRPC and REST, query each with the client (and one with curl),
+# shut down. About 3 min on 2 cores.
+#   PYTHON=.venv/bin/python  REPOSITORY=exported  PORT=8001  HTTP_PORT=8000
+#   RUNS=runs (checkpoints, samples)
 #   DATA_DIR=<MNIST IDX folder, optional>
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 REPOSITORY=${REPOSITORY:-exported}
 PORT=${PORT:-8001}
+HTTP_PORT=${HTTP_PORT:-8000}
 RUNS=${RUNS:-runs}
 TARGET=127.0.0.1:$PORT
 DATA=()
@@ -32,7 +35,8 @@ CANVASES=(--train-canvases 8000 --val-canvases 500 --test-canvases 500)
     --checkpoint-dir "$RUNS/translate-toy" --quiet --epochs 3
 
 echo "== serving $REPOSITORY on $TARGET"
-"$PY" -m serving --repository "$REPOSITORY" --host 127.0.0.1 --port "$PORT" &
+"$PY" -m serving --repository "$REPOSITORY" --host 127.0.0.1 --port "$PORT" \
+    --http-port "$HTTP_PORT" &
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
@@ -53,6 +57,11 @@ rm -rf "$samples"
     --plot "$samples/caption-attention.png" "$samples"/canvases/*.png
 "$PY" -m serving.client --target "$TARGET" translate --model translate-toy \
     --plot "$samples/translation-attention.png" "los caballos no compran las manzanas negras"
+echo "== the same translator over REST (KServe v2 / Open Inference Protocol)"
+curl -sS --fail-with-body "http://127.0.0.1:$HTTP_PORT/v2/models/translate-toy/infer" -d '{
+  "inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["el gato negro"]}],
+  "outputs": [{"name": "translation"}]}'
+echo
 
 echo "== stopping the server (SIGTERM drains in-flight calls)"
 kill -TERM "$server"

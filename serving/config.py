@@ -9,7 +9,7 @@ from pathlib import Path
 
 from serving.batching import BatchingConfig
 from serving.preprocess.limits import InputLimits
-from serving.registry import DEFAULT_MAX_LOADED_VERSIONS
+from serving.registry import DEFAULT_MAX_LOADED_VERSIONS, MODEL_CONTROL_MODES
 from serving.runtime.providers import parse_provider_list
 from serving.runtime.session import SessionConfig
 from serving.security import SecurityConfig, add_security_arguments, security_from_args
@@ -32,12 +32,15 @@ class ServerConfig:
     log_format: str
     batching: BatchingConfig = BatchingConfig()
     metrics_port: int = 0
+    http_port: int = 0  # 0: off; -1: a free port
     inline_below_us: int = 0
     processes: int = 1
     reuse_port: bool = False
     security: SecurityConfig = SecurityConfig()
     input_limits: InputLimits = InputLimits()
     max_loaded_versions: int = DEFAULT_MAX_LOADED_VERSIONS
+    model_control: str = "poll"
+    load_models: tuple[str, ...] = ()  # explicit mode: loaded at start
 
 
 def _env(flag: str, default: str) -> str:
@@ -57,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=_env("host", "0.0.0.0"), help="address to listen on")
     p.add_argument("--port", type=int, default=int(_env("port", "8001")),
                    help="gRPC port (0 picks a free one and logs it)")
+    p.add_argument("--http-port", type=int, default=int(_env("http_port", "8000")),
+                   help="HTTP port of the Open Inference Protocol's REST form (KServe v2, "
+                        "as Triton's); -1 picks a free one and logs it, 0 turns it off")
     p.add_argument("--providers", default=_env("providers", "auto"),
                    help="execution providers in priority order, e.g. 'cuda,cpu' or 'cpu'; "
                         "'auto' takes CUDA when this onnxruntime has it, else the CPU")
@@ -98,6 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
                    default=int(_env("max_loaded_versions", str(DEFAULT_MAX_LOADED_VERSIONS))),
                    help="versions of one model kept loaded, the latest included: versions "
                         "asked for by number beyond it are unloaded least recently used first")
+    p.add_argument("--model-control", choices=MODEL_CONTROL_MODES,
+                   default=_env("model_control", "poll"),
+                   help="poll: serve every model of the repository, following its versions; "
+                        "explicit: serve only models loaded by --load-model or by the load "
+                        "RPCs (Open Inference Protocol RepositoryModelLoad, smallserve "
+                        "LoadModel), as Triton's --model-control-mode")
+    p.add_argument("--load-model", action="append", default=[], metavar="NAME",
+                   help="with --model-control explicit: a model to load at start (repeatable)")
     p.add_argument("--grace-period", type=float, default=float(_env("grace_period", "10")),
                    help="seconds in-flight calls get to finish on SIGTERM/SIGINT")
     batching = p.add_argument_group(
@@ -146,6 +160,9 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         if not sep or not name or parsed is None:
             parser.error(f"--model-providers expects NAME=LIST, got {item!r}")
         model_providers[name] = parsed
+    if args.load_model and args.model_control != "explicit":
+        parser.error("--load-model goes with --model-control explicit (poll mode serves every "
+                     "model of the repository)")
     for flag in ("workers", "max_message_bytes", "batch_max_size", "batch_queue_size",
                  "batch_instances", "processes", "max_image_pixels", "max_text_bytes",
                  "max_loaded_versions"):
@@ -161,13 +178,14 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         workers=args.workers, inline_below_us=max(0, args.inline_below_us),
         max_batch_size=args.max_batch_size,
         max_message_bytes=args.max_message_bytes, poll_interval=args.poll_interval,
-        max_loaded_versions=args.max_loaded_versions,
+        max_loaded_versions=args.max_loaded_versions, model_control=args.model_control,
+        load_models=tuple(args.load_model),
         grace_period=args.grace_period, log_level=args.log_level, log_format=args.log_format,
         batching=BatchingConfig(enabled=args.batching == "on", max_batch_size=args.batch_max_size,
                                 max_queue_delay_us=max(0, args.batch_max_delay_us),
                                 max_queue_size=args.batch_queue_size,
                                 instances=args.batch_instances),
-        metrics_port=args.metrics_port, processes=args.processes,
+        metrics_port=args.metrics_port, http_port=args.http_port, processes=args.processes,
         reuse_port=args.reuse_port == "on",
         security=security_from_args(args, parser),
         input_limits=InputLimits(max_image_pixels=args.max_image_pixels,

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import logging
 import os
+import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +132,22 @@ def server_credentials(config: SecurityConfig) -> grpc.ServerCredentials | None:
                                        require_client_auth=ca is not None)
 
 
+def server_ssl_context(config: SecurityConfig) -> ssl.SSLContext | None:
+    """The same certificate, key and client CA as the gRPC port, for the HTTP port."""
+    if not config.tls:
+        return None
+    server_credentials(config)  # the same checks, naming the file that is wrong
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(str(config.tls_cert), str(config.tls_key))
+        if config.tls_client_ca:
+            context.load_verify_locations(str(config.tls_client_ca))
+            context.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as e:
+        raise OSError(f"cannot use the TLS files for HTTP: {e}") from e
+    return context
+
+
 def interceptors(config: SecurityConfig) -> list[grpc.aio.ServerInterceptor]:
     return [TokenAuthInterceptor(config.token_digests)] if config.auth else []
 
@@ -160,16 +177,22 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
 
     def allows(self, metadata: Sequence[Any]) -> bool:
         values = [m.value for m in metadata if m.key == "authorization"]
-        if len(values) != 1 or not isinstance(values[0], str):
-            return False
-        scheme, _, token = values[0].strip().partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        digest = token_digest(token.strip())
-        accepted = False
-        for known in self._digests:  # no early exit: every token costs the same
-            accepted |= hmac.compare_digest(known, digest)
-        return accepted
+        return len(values) == 1 and bearer_accepted(self._digests, values[0])
+
+
+def bearer_accepted(digests: Sequence[bytes], header: object) -> bool:
+    """Whether an 'authorization' value ('Bearer <token>') carries an accepted token (gRPC
+    metadata and HTTP headers alike)."""
+    if not isinstance(header, str):
+        return False
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    digest = token_digest(token.strip())
+    accepted = False
+    for known in digests:  # no early exit: every token costs the same
+        accepted |= hmac.compare_digest(known, digest)
+    return accepted
 
 
 MESSAGE = "missing or invalid bearer token (metadata 'authorization: Bearer <token>')"

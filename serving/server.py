@@ -1,5 +1,5 @@
-"""The gRPC server: one port with the project's API, the Open Inference Protocol,
-grpc.health.v1 and reflection.
+"""The server: one gRPC port with the project's API, the Open Inference Protocol,
+grpc.health.v1 and reflection; one HTTP port with the Open Inference Protocol's REST form.
 
 Start-up order matters to clients and orchestrators: the port opens first with health
 NOT_SERVING (calls get UNAVAILABLE), models load and warm up, then health turns SERVING.
@@ -17,6 +17,7 @@ import signal
 from typing import Any
 
 import grpc
+from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -28,7 +29,7 @@ from serving.execution import InferencePool
 from serving.malformed import MalformedRequestInterceptor
 from serving.preprocess.limits import set_input_limits
 from serving.registry import ModelRegistry
-from serving.services import inference_service, model_service
+from serving.services import http_service, inference_service, model_service
 from serving.services.context import Limits, ServerContext
 
 log = logging.getLogger("serving")
@@ -39,11 +40,14 @@ class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.registry = ModelRegistry(config.repository, config.session,
-                                      max_loaded_versions=config.max_loaded_versions)
+                                      max_loaded_versions=config.max_loaded_versions,
+                                      model_control=config.model_control)
         self.pool = InferencePool(config.workers, config.inline_below_us)
         self.ctx = ServerContext(self.registry, Limits(config.max_batch_size), self.pool,
                                  config.batching)
         self.metrics_http: Any = None
+        self.http_runner: web.AppRunner | None = None
+        self.http_port = 0
         self.health = health.aio.HealthServicer()
         self.services = [model_service.SERVICE_NAME, inference_service.SERVICE_NAME]
         self.port = 0
@@ -77,6 +81,8 @@ class Server:
         await self.grpc.start()
         log.info("listening on %s:%d (repository %s, pid %d; %s)", self.config.host, self.port,
                  self.config.repository, os.getpid(), self.config.security.describe())
+        if self.config.http_port:
+            await self._start_http()
         if self.config.metrics_port:
             try:
                 self.metrics_http = metrics.serve_metrics(self.config.host,
@@ -89,8 +95,31 @@ class Server:
                      self.metrics_http.server_port)
         return self.port
 
+    async def _start_http(self) -> None:
+        app = http_service.build_app(self.ctx, self.config.security,
+                                     self.config.max_message_bytes)
+        # handler_cancellation: a client that hangs up cancels its call, as on gRPC
+        self.http_runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
+                                         shutdown_timeout=self.config.grace_period)
+        await self.http_runner.setup()
+        port = max(0, self.config.http_port)
+        site = web.TCPSite(self.http_runner, self.config.host, port,
+                           ssl_context=security.server_ssl_context(self.config.security),
+                           reuse_port=self.config.reuse_port or None)
+        try:
+            await site.start()
+        except OSError as e:
+            raise OSError(f"cannot listen for HTTP on {self.config.host}:{port}: {e}") from e
+        self.http_port = self.http_runner.addresses[0][1]
+        scheme = "https" if self.config.security.tls else "http"
+        log.info("Open Inference Protocol REST on %s://%s:%d/v2", scheme, self.config.host,
+                 self.http_port)
+
     async def load_models(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self.registry.refresh)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.registry.refresh)
+        for name in self.config.load_models:  # explicit model control
+            await loop.run_in_executor(None, self.registry.load, name)
         self.ctx.ready = True
         metrics.READY.set(1)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
@@ -113,8 +142,11 @@ class Server:
         log.info("shutting down: finishing in-flight calls (grace %.1fs)",
                  self.config.grace_period)
         metrics.READY.set(0)
+        self.ctx.ready = False  # REST readiness probes fail while draining, as gRPC health
         await self.health.enter_graceful_shutdown()
-        await self.grpc.stop(self.config.grace_period)
+        # both ports stop taking calls at once; in-flight ones get the grace period
+        await asyncio.gather(self.grpc.stop(self.config.grace_period),
+                             *([self.http_runner.cleanup()] if self.http_runner else []))
         self.pool.shutdown()
         if self.metrics_http is not None:
             self.metrics_http.shutdown()

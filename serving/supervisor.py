@@ -79,6 +79,9 @@ def supervise(argv: list[str], config: ServerConfig) -> int:
     if config.port == 0:
         log.error("--processes needs a fixed --port: workers must share one")
         return 2
+    if config.http_port < 0:
+        log.error("--processes needs a fixed --http-port (or 0): workers must share one")
+        return 2
     slots = [Slot(i, worker_command(argv, config, i)) for i in range(config.processes)]
     for slot in slots:
         slot.start()

@@ -11,11 +11,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_MNIST = Path(os.environ.get("SMALLSERVE_MNIST_DIR",
                                    ROOT.parent / "shared" / "data" / "mnist"))
 
-# tests/oip imports tritonclient, whose protos define the same `inference.*` symbols as the
-# server's: protobuf refuses both in one process, so tests/serving/test_oip_clients.py runs
-# that folder in a process of its own.
+# tests/oip imports tritonclient's gRPC protos and tests/kserve the kserve SDK's, each of which
+# define the same `inference.*` symbols as the server's own: protobuf refuses two in one
+# process, so tests/serving/test_oip_clients.py runs each folder in a process of its own.
 OIP_ENV = "SMALLSERVE_OIP_PROCESS"
-collect_ignore = [] if os.environ.get(OIP_ENV) else ["oip"]
+CLIENT_FOLDERS = ("oip", "kserve")
+collect_ignore = [f for f in CLIENT_FOLDERS if os.environ.get(OIP_ENV) != f]
 
 
 def train_tiny_mnist(repository: Path, name: str = "mnist", *extra: str) -> Path:

@@ -70,6 +70,20 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         return oip.repository_index(self.ctx, request.ready)
 
     @grpc_errors
+    async def RepositoryModelLoad(
+            self, request: pb.RepositoryModelLoadRequest,
+            context: grpc.aio.ServicerContext) -> pb.RepositoryModelLoadResponse:
+        await oip.load_model(self.ctx, request.model_name)
+        return pb.RepositoryModelLoadResponse()
+
+    @grpc_errors
+    async def RepositoryModelUnload(
+            self, request: pb.RepositoryModelUnloadRequest,
+            context: grpc.aio.ServicerContext) -> pb.RepositoryModelUnloadResponse:
+        await oip.unload_model(self.ctx, request.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
+    @grpc_errors
     async def ModelInfer(self, request: pb.ModelInferRequest,
                          context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
         runner = await oip.model_runner(self.ctx, request.model_name, request.model_version)

@@ -16,6 +16,7 @@ from serving.preprocess.tensors import tensor_from_bytes
 from serving.runners.base import Runner, Tensors
 from serving.services.context import ServerContext
 from serving.services.grpc_status import deadline_of, grpc_errors
+from serving.services.open_inference import load_model, unload_model
 
 PROTO_DTYPES = {pb.FLOAT32: np.dtype(np.float32), pb.UINT8: np.dtype(np.uint8)}
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ModelService"].full_name
@@ -52,6 +53,18 @@ class ModelService(pb_grpc.ModelServiceServicer):
             version_errors=[pb.VersionError(version=v, reason=reason) for (name, v), reason
                             in sorted(self.ctx.registry.failures().items(), reverse=True)
                             if name == m.name])
+
+    @grpc_errors
+    async def LoadModel(self, request: pb.LoadModelRequest,
+                        context: grpc.aio.ServicerContext) -> pb.LoadModelResponse:
+        runner = await load_model(self.ctx, request.name)
+        return pb.LoadModelResponse(version=runner.version)
+
+    @grpc_errors
+    async def UnloadModel(self, request: pb.UnloadModelRequest,
+                          context: grpc.aio.ServicerContext) -> pb.UnloadModelResponse:
+        await unload_model(self.ctx, request.name)
+        return pb.UnloadModelResponse()
 
     @grpc_errors
     async def Classify(self, request: pb.ClassifyRequest,

@@ -8,6 +8,7 @@ as JSON, so both front ends answer alike by construction.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
@@ -18,7 +19,7 @@ import numpy as np
 
 from serving.api.generated.inference import grpc_service_pb2 as pb
 from serving.api.generated.inference import model_config_pb2 as mc
-from serving.errors import InvalidInput, ModelNotFound
+from serving.errors import FailedPrecondition, InvalidInput, ModelNotFound
 from serving.oip.classification import classification_strings
 from serving.oip.tensors import DATATYPE_OF_MANIFEST, NUMPY_OF
 from serving.preprocess.tensors import PIXEL_RANGE, check_batch_size, element_count
@@ -244,6 +245,30 @@ def _statistics(name: str, version: int, stats: RunnerStats) -> pb.ModelStatisti
         inference_stats=pb.InferStatistics(
             success=duration(stats.success), fail=duration(stats.failure),
             queue=duration(stats.queue), compute_infer=duration(stats.compute)))
+
+
+async def load_model(ctx: ServerContext, name: str) -> Runner:
+    """RepositoryModelLoad: the newest valid version of a model, loaded now (explicit model
+    control only: in poll mode the repository decides what is served)."""
+    _check_explicit(ctx, "load")
+    if not name:
+        raise InvalidInput("a model name is required")
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, ctx.registry.load, name)
+    return await ctx.runner(name, 0)
+
+
+async def unload_model(ctx: ServerContext, name: str) -> None:
+    _check_explicit(ctx, "unload")
+    if not name:
+        raise InvalidInput("a model name is required")
+    await asyncio.get_running_loop().run_in_executor(None, ctx.registry.unload, name)
+
+
+def _check_explicit(ctx: ServerContext, what: str) -> None:
+    if ctx.registry.model_control != "explicit":
+        raise FailedPrecondition(f"model {what} needs --model-control explicit; this server "
+                                 "polls its repository")
 
 
 def repository_index(ctx: ServerContext, ready_only: bool) -> pb.RepositoryIndexResponse:

@@ -77,3 +77,12 @@ def test_server_throughput_rows() -> None:
     for r in (r for r in measured if r["batching"] != "off"):
         # what batching could give at best (the no-model floor over no batching)
         assert r["ceiling_vs_no_batching"] > 0 and "vs_no_batching" in r
+
+
+def test_rest_vs_grpc_side_by_side() -> None:
+    from bench import rest_vs_grpc
+    rows = rest_vs_grpc.run(quick=True, seconds=0.3, rounds=1)
+    assert [(r["api"].split()[0], r["concurrency"]) for r in rows] == [
+        ("grpc", 1), ("rest", 1), ("grpc", 32), ("rest", 32)]
+    assert all(r["errors"] == 0 and r["requests"] > 0 for r in rows)
+    assert rows[0]["throughput_vs_grpc"] == 1.0

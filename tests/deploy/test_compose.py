@@ -114,10 +114,12 @@ def _dockerfile_of(service):
 
 def test_ports(services):
     port = int(services["server"]["environment"]["SMALLSERVE_PORT"])
-    assert _published(services["server"]) == {port: "8001"}
-    assert list(_published(services["server-gpu"])) == [port]
-    host_ports = [_published(services[n])[port] for n in ("server", "server-gpu")]
-    assert len(set(host_ports)) == 2, "the CPU and GPU servers would fight over one host port"
+    http_port = int(services["server"]["environment"]["SMALLSERVE_HTTP_PORT"])
+    assert _published(services["server"]) == {port: "8001", http_port: "8000"}
+    assert sorted(_published(services["server-gpu"])) == sorted([port, http_port])
+    for inside in (port, http_port):
+        host_ports = [_published(services[n])[inside] for n in ("server", "server-gpu")]
+        assert len(set(host_ports)) == 2, "the CPU and GPU servers would fight over a host port"
     # replicas are reached through Envoy only; a published port could not be shared by them
     assert "ports" not in services["server-replica"]
     assert str(port) in services["server-replica"]["expose"]

@@ -20,11 +20,13 @@ def test_quickstart_trains_serves_and_queries_every_kind_of_model(tmp_path: Path
     port = free_port()
     env = {**os.environ, "PYTHON": sys.executable, "REPOSITORY": str(tmp_path / "repo"),
            "RUNS": str(tmp_path / "runs"), "PORT": str(port),
+           "HTTP_PORT": str(free_port()),
            "SMALLSERVE_METRICS_PORT": "0"}
     proc = subprocess.run(["bash", "scripts/quickstart.sh"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=1200)
     out = proc.stdout
     assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+    assert '"model_name": "translate-toy"' in out  # the curl call to the REST port
     assert out.rstrip().endswith(f"the sample images and attention plots in "
                                  f"{tmp_path / 'runs' / 'quickstart'}/")
     for name in MODELS:

@@ -126,3 +126,16 @@ def test_pixels_other_than_uint8_are_refused_with_the_expected_range(oip_server,
     with pytest.raises(InferenceServerException) as caught:
         client.infer("mnist", [tensor])
     assert "INVALID_ARGUMENT" in str(caught.value) and "UINT8 values 0..255" in str(caught.value)
+
+
+def test_load_and_unload_model_over_grpc(tmp_path_factory, oip_repository):
+    from tests.serving.server_process import ServerProcess
+    with ServerProcess(oip_repository, "--model-control", "explicit") as server:
+        client = triton.InferenceServerClient(server.target)
+        assert not client.is_model_ready("mnist")
+        client.load_model("mnist")
+        assert client.is_model_ready("mnist")
+        client.unload_model("mnist")
+        assert not client.is_model_ready("mnist")
+        with pytest.raises(InferenceServerException):
+            client.load_model("../etc")

@@ -28,17 +28,25 @@ class ServerProcess:
                  credentials: grpc.ChannelCredentials | None = None) -> None:
         """env: extra environment variables; credentials: for a TLS server's health probe."""
         self.port = free_port()
+        self.http_port = free_port() if "--http-port" not in args else 0
         self.extra_env = env or {}
         self.credentials = credentials
         self.log_path = log_path or repository.parent / f"server-{self.port}.log"
         self.args = [sys.executable, "-m", "serving", "--repository", str(repository),
                      "--host", "127.0.0.1", "--port", str(self.port),
-                     *([] if "--metrics-port" in args else ["--metrics-port", "0"]), *args]
+                     *([] if "--metrics-port" in args else ["--metrics-port", "0"]),
+                     *([] if "--http-port" in args else ["--http-port", str(self.http_port)]),
+                     *args]
         self.process: subprocess.Popen | None = None
 
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        """The REST port's base URL (its Open Inference Protocol lives under /v2)."""
+        return f"http://127.0.0.1:{self.http_port}"
 
     def start(self, wait: bool = True, timeout: float = 60) -> ServerProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env}

@@ -1,6 +1,7 @@
-"""Runs tests/oip, where the standard tritonclient talks to a real server, in its own process.
+"""Runs tests/oip (tritonclient over gRPC) and tests/kserve (the kserve SDK over REST), where
+standard clients talk to a real server, each in a process of its own.
 
-tritonclient registers the same `inference.*` protobuf symbols as the server's own stubs, and
+Each client registers the same `inference.*` protobuf symbols as the server's own stubs, and
 protobuf allows a symbol once per process.
 """
 
@@ -8,13 +9,16 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import OIP_ENV, ROOT
+import pytest
+
+from tests.conftest import CLIENT_FOLDERS, OIP_ENV, ROOT
 
 
-def test_open_inference_protocol_with_standard_clients():
+@pytest.mark.parametrize("folder", CLIENT_FOLDERS)
+def test_open_inference_protocol_with_standard_clients(folder):
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/oip"],
-        cwd=ROOT, capture_output=True, text=True, env={**os.environ, OIP_ENV: "1"},
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"tests/{folder}"],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, OIP_ENV: folder},
         timeout=900)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert " passed" in result.stdout and "failed" not in result.stdout

@@ -90,9 +90,9 @@ def test_png_uploads_give_the_same_probabilities(tagger_server, canvases):
 
 
 def test_open_inference_protocol_serves_the_same_tagger(tagger_server, canvases):
-    pixels = canvases.images[:5, None].astype(np.float32)
+    pixels = canvases.images[:5, None].astype(np.uint8)
     request = oip.ModelInferRequest(model_name=NAME)
-    request.inputs.add(name="pixels", datatype="FP32", shape=list(pixels.shape))
+    request.inputs.add(name="pixels", datatype="UINT8", shape=list(pixels.shape))
     request.raw_input_contents.append(pixels.tobytes())
     request.outputs.add(name="probabilities")
     with grpc.insecure_channel(tagger_server.target) as channel:

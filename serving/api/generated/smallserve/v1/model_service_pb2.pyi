@@ -256,3 +256,25 @@ class CaptionResponse(_message.Message):
     image_height: int
     image_width: int
     def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., captions: _Optional[_Iterable[_Union[CaptionResult, _Mapping]]] = ..., grid_rows: _Optional[int] = ..., grid_cols: _Optional[int] = ..., image_height: _Optional[int] = ..., image_width: _Optional[int] = ...) -> None: ...
+
+class LoadModelRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class LoadModelResponse(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    def __init__(self, version: _Optional[int] = ...) -> None: ...
+
+class UnloadModelRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class UnloadModelResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -65,6 +65,16 @@ class ModelServiceStub(object):
                 request_serializer=smallserve_dot_v1_dot_model__service__pb2.CaptionRequest.SerializeToString,
                 response_deserializer=smallserve_dot_v1_dot_model__service__pb2.CaptionResponse.FromString,
                 _registered_method=True)
+        self.LoadModel = channel.unary_unary(
+                '/smallserve.v1.ModelService/LoadModel',
+                request_serializer=smallserve_dot_v1_dot_model__service__pb2.LoadModelRequest.SerializeToString,
+                response_deserializer=smallserve_dot_v1_dot_model__service__pb2.LoadModelResponse.FromString,
+                _registered_method=True)
+        self.UnloadModel = channel.unary_unary(
+                '/smallserve.v1.ModelService/UnloadModel',
+                request_serializer=smallserve_dot_v1_dot_model__service__pb2.UnloadModelRequest.SerializeToString,
+                response_deserializer=smallserve_dot_v1_dot_model__service__pb2.UnloadModelResponse.FromString,
+                _registered_method=True)
 
 
 class ModelServiceServicer(object):
@@ -115,6 +125,21 @@ class ModelServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LoadModel(self, request, context):
+        """Model control (server started with --model-control explicit): load the newest valid
+        version of a model now, or stop serving it. Refused in poll mode, where the repository
+        decides what is served.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnloadModel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +172,16 @@ def add_ModelServiceServicer_to_server(servicer, server):
                     servicer.Caption,
                     request_deserializer=smallserve_dot_v1_dot_model__service__pb2.CaptionRequest.FromString,
                     response_serializer=smallserve_dot_v1_dot_model__service__pb2.CaptionResponse.SerializeToString,
+            ),
+            'LoadModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadModel,
+                    request_deserializer=smallserve_dot_v1_dot_model__service__pb2.LoadModelRequest.FromString,
+                    response_serializer=smallserve_dot_v1_dot_model__service__pb2.LoadModelResponse.SerializeToString,
+            ),
+            'UnloadModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnloadModel,
+                    request_deserializer=smallserve_dot_v1_dot_model__service__pb2.UnloadModelRequest.FromString,
+                    response_serializer=smallserve_dot_v1_dot_model__service__pb2.UnloadModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -311,6 +346,60 @@ class ModelService(object):
             '/smallserve.v1.ModelService/Caption',
             smallserve_dot_v1_dot_model__service__pb2.CaptionRequest.SerializeToString,
             smallserve_dot_v1_dot_model__service__pb2.CaptionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/smallserve.v1.ModelService/LoadModel',
+            smallserve_dot_v1_dot_model__service__pb2.LoadModelRequest.SerializeToString,
+            smallserve_dot_v1_dot_model__service__pb2.LoadModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnloadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/smallserve.v1.ModelService/UnloadModel',
+            smallserve_dot_v1_dot_model__service__pb2.UnloadModelRequest.SerializeToString,
+            smallserve_dot_v1_dot_model__service__pb2.UnloadModelResponse.FromString,
             options,
             channel_credentials,
             insecure,
