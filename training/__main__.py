@@ -11,8 +11,8 @@ import contextlib
 import os
 import sys
 
-from training.data.idx import DataError
 from training.distributed import process_group
+from training.errors import InputError
 from training.export.onnx_export import ExportError
 from training.export.parity import ParityError
 from training.loop import TrainingDiverged
@@ -43,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
                 devnull = quiet.enter_context(open(os.devnull, "w"))  # noqa: SIM115
                 quiet.enter_context(contextlib.redirect_stdout(devnull))
             return int(args.run(args) or 0)
-    except (DataError, ExportError, ParityError, TrainingDiverged) as e:
+    except InputError as e:
+        # bad data or options, found before training: exit 2, as argparse exits for its own
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (ExportError, ParityError, TrainingDiverged) as e:
         # expected failures: a clear one-line reason, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -238,10 +239,17 @@ def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
 def _save(folder: Path | None, name: str, obj: dict[str, Any]) -> None:
     if folder is None:
         return
-    # write then rename, so an interrupted run never leaves a half-written checkpoint
-    tmp = folder / f".{name}.tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, folder / name)
+    # write then rename, so an interrupted run never leaves a half-written checkpoint; the
+    # temporary name is unique, so two writers never rename each other's file away
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a checkpoint stays readable as before
+        os.replace(tmp, folder / name)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _format_epoch(r: EpochRecord, epochs: int, improved: bool) -> str:

@@ -22,6 +22,10 @@ SOURCE_FILE, TARGET_FILE = "source.model", "target.model"
 # EOS on the source gives attention a place to look that is no word (useful at the end of the
 # output), and marks where the sentence stops for the backward encoder.
 ADD_EOS_TO_SOURCE = True
+SPECIAL_PIECES = 4  # pad, unk, bos, eos
+NORMALIZATION = "nmt_nfkc"  # SentencePiece's default rule, which training keeps
+# SentencePiece's trainer skips input lines longer than this (its max_sentence_length)
+MAX_SENTENCE_BYTES = 4192
 
 
 def train_sentencepiece(sentences: Iterable[str], vocab_size: int,
@@ -44,6 +48,19 @@ def train_sentencepiece(sentences: Iterable[str], vocab_size: int,
         input_sentence_size=0, shuffle_input_sentence=False, num_threads=1,
         minloglevel=2)
     return spm.SentencePieceProcessor(model_proto=model.getvalue())
+
+
+def minimum_vocab_size(sentences: Iterable[str]) -> int:
+    """The smallest vocab_size SentencePiece trains with on these sentences, found before it
+    fails with "Vocabulary size is smaller than required_chars": one piece for each distinct
+    character after its normalisation (character_coverage 1.0 keeps them all, whitespace
+    becomes '\u2581'), plus the special pieces. Lines the trainer skips do not count."""
+    normalizer = spm.SentencePieceNormalizer(rule_name=NORMALIZATION)
+    characters: set[str] = set()
+    for sentence in sentences:
+        if len(sentence.encode("utf-8")) <= MAX_SENTENCE_BYTES:
+            characters.update(normalizer.normalize(sentence))
+    return len(characters) + SPECIAL_PIECES
 
 
 @dataclass

@@ -1,4 +1,8 @@
-"""Turn request images into the pixel tensor a model's manifest describes."""
+"""Turn request images into the pixel tensor a model's manifest describes.
+
+image_pixels is also how training decodes its image folders (training imports it; serving
+never imports training), so a model is served the pixels it was trained on.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import warnings
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from serving.errors import InvalidInput
 from serving.preprocess.limits import input_limits
@@ -16,6 +20,9 @@ MODES = {"grayscale": "L", "rgb": "RGB"}
 # Pillow would also open dozens of rarer formats, some through external programs (EPS runs
 # Ghostscript); requests get the common photo and screenshot formats only.
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
+# Pillow's modes of one channel wider than 8 bits: 16-bit PNGs open as I;16 (I in older Pillow)
+WIDE_INTEGER_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
+SIXTEEN_BIT_MAX = 65535
 
 
 def image_geometry(preprocessing: dict[str, Any]) -> tuple[int, int, int]:
@@ -49,12 +56,33 @@ def _decode_one(data: bytes, index: int, mode: str, height: int, width: int) -> 
                 if img.width * img.height > limit:
                     raise InvalidInput(f"image {index} is {img.width}x{img.height}, "
                                        f"larger than {limit} pixels (--max-image-pixels)")
-                img = img.convert(mode)
-                if img.size != (width, height):
-                    img = img.resize((width, height), Image.Resampling.BILINEAR)
-                return np.asarray(img, dtype=np.float32)
+                return image_pixels(img, mode, height, width).astype(np.float32)
     except InvalidInput:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
             Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise InvalidInput(f"image {index} could not be decoded: {e}") from e
+
+
+def image_pixels(img: Image.Image, mode: str, height: int, width: int) -> np.ndarray:
+    """An opened image as uint8 pixels (height, width[, channels]) in Pillow mode `mode`.
+
+    EXIF orientation is applied first, so a phone photo stored sideways is seen upright, as
+    every viewer shows it. Wider-than-8-bit grey images are scaled to 8 bits: Pillow's own
+    conversion clips them, which turns most of a 16-bit photo white. Then the image is
+    converted to `mode` and resized bilinearly.
+    """
+    img = ImageOps.exif_transpose(img)
+    img = _eight_bit(img).convert(mode)
+    if img.size != (width, height):
+        img = img.resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def _eight_bit(img: Image.Image) -> Image.Image:
+    """Grey levels of up to 16 bits scaled to 0..255; other images as they are."""
+    if img.mode not in WIDE_INTEGER_MODES:
+        return img
+    wide = np.asarray(img).astype(np.float64)
+    scaled = np.rint(np.clip(wide, 0, SIXTEEN_BIT_MAX) * (255 / SIXTEEN_BIT_MAX))
+    return Image.fromarray(scaled.astype(np.uint8), "L")

@@ -82,7 +82,7 @@ def test_exported_graphs_run_as_the_server_runs_them(published):
 
 
 def test_folder_dataset_needs_a_data_dir(tmp_path: Path, capsys):
-    assert main(["caption", "--dataset", "folder", "--repository", str(tmp_path)]) == 1
+    assert main(["caption", "--dataset", "folder", "--repository", str(tmp_path)]) == 2
     assert "--data-dir" in capsys.readouterr().err
 
 

@@ -24,6 +24,7 @@ from training.distributed import (
     shard,
     world,
 )
+from training.outputs import LOCK_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 TWO = [World(rank=r, size=2) for r in range(2)]
@@ -124,7 +125,8 @@ def test_torchrun_mnist_matches_the_single_process_run(tmp_path: Path) -> None:
         assert ha["train"]["loss"] == pytest.approx(hb["train"]["loss"], rel=1e-4)
     # only rank 0 reports; checkpoints are written once
     assert ddp.stdout.count("published ") == 1
-    assert {p.name for p in (tmp_path / "ddp" / "runs").iterdir()} == {"best.pt", "last.pt"}
+    assert {p.name for p in (tmp_path / "ddp" / "runs").iterdir()} == {"best.pt", "last.pt",
+                                                                       LOCK_FILE}
 
 
 TINY = {

@@ -133,7 +133,7 @@ def test_folder_dataset_rgb_with_auto_pos_weight(tmp_path: Path) -> None:
 
 def test_folder_dataset_needs_a_folder(tmp_path: Path, capsys) -> None:
     assert main(["tagger", "--dataset", "folder", "--repository", str(tmp_path / "r"),
-                 "--quiet"]) == 1
+                 "--quiet"]) == 2
     assert "--dataset folder needs --data-dir" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 

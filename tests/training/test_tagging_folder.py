@@ -55,11 +55,12 @@ def test_tags_csv_elsewhere_and_untagged_images(tmp_path: Path) -> None:
     folder = make_folder(tmp_path / "d", n=6)
     csv = tmp_path / "other.csv"
     csv.write_text("tags,image,extra\nred,img1.png,x\n,img3.png,y\nblue red,img5.png,z\n")
-    data = load_tagging_folder(folder, csv, image_size=(8, 8), val_fraction=0.0,
+    data = load_tagging_folder(folder, csv, image_size=(8, 8), val_fraction=0.34,
                                test_fraction=0.34)
     assert data.labels == ["blue", "red"]
-    assert (len(data.train), len(data.test)) == (2, 1)
-    all_targets = np.concatenate([data.train.targets, data.test.targets])
+    assert (len(data.train), len(data.validation), len(data.test)) == (1, 1, 1)
+    all_targets = np.concatenate([data.train.targets, data.validation.targets,
+                                  data.test.targets])
     assert sorted(all_targets.sum(1).tolist()) == [0, 1, 2]  # img3 is a negative for all
 
 

@@ -85,7 +85,7 @@ def test_cli_reports_data_errors_without_traceback(tmp_path: Path,
     code = main(["translate", "--train", str(bad), "--dev", str(good), "--test", str(good),
                  "--repository", str(tmp_path / "repo"), "--quiet"])
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 2
     assert err.strip() == f"error: {bad}:2: expected source<TAB>target, found no tab"
     assert not (tmp_path / "repo").exists()
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from training.data.idx import DataError
 from training.data.multidigit import Canvases
+from training.data.splits import fraction_split
 from training.data.tagging_folder import load_image
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -177,17 +178,13 @@ def load_caption_folder(folder: Path, captions_csv: Path | None, image_size: int
         raise DataError(f"{path}: {len(missing)} image(s) not found in {root}: "
                         f"{', '.join(missing[:3])}")
     n = len(names)
-    n_test, n_val = round(n * test_fraction), round(n * val_fraction)
-    if n - n_test - n_val < 1 or n_test < 1 or n_val < 1:
-        raise DataError(f"{path}: {n} images are too few for a train / validation / test split")
-    order = np.random.default_rng(split_seed).permutation(n)
+    train, val, test = fraction_split(n, val_fraction, test_fraction, str(path), split_seed)
     images = np.stack([load_image(root / name, (image_size, image_size)) for name in names])
 
     def split(index: np.ndarray) -> CaptionSplit:
         index = np.sort(index)
         return CaptionSplit(images[index], [table[names[i]] for i in index])
 
-    test, val, train = np.split(order, [n_test, n_test + n_val])
     return CaptionDataset(split(train), split(val), split(test), "rgb", f"{path} ({n} images)",
                           {"images": n, "captions": sum(len(v) for v in table.values()),
                            "image_folder": str(root), "split_seed": split_seed})

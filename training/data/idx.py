@@ -11,12 +11,9 @@ import numpy as np
 
 from serving.formats import idx as idx_format
 from serving.formats.idx import write_idx
+from training.errors import DataError
 
 __all__ = ["DataError", "find_idx_file", "read_idx", "read_image_label_pair", "write_idx"]
-
-
-class DataError(ValueError):
-    """A data file or folder that cannot be used; the message names the file."""
 
 
 def read_idx(path: Path | str) -> np.ndarray:

@@ -48,6 +48,12 @@ class ImageDataset:
     test: Split
     class_names: list[str]
     source: str
+    class_origin: str = ""  # how the classes were named, e.g. "named by DIR/labels.txt"
+
+    def train_counts(self, train: Split | None = None) -> list[int]:
+        """Training examples per class (of `train` when given, e.g. a --limit-train head)."""
+        labels = (train if train is not None else self.train).labels
+        return np.bincount(labels, minlength=self.num_classes).tolist()
 
     @property
     def num_classes(self) -> int:
@@ -75,7 +81,9 @@ def load_mnist(data_dir: Path | str | None, split_seed: int = SPLIT_SEED,
                         f"but test images are {test_x.shape[1:]}")
     if len(train_y) < 2:
         raise DataError(f"{folder}: need at least 2 training images, found {len(train_y)}")
-    names = _class_names(folder, train_y, test_y)
+    if len(test_y) < 1:
+        raise DataError(f"{folder}: the t10k files hold no test image")
+    names, origin = _class_names(folder, train_y, test_y)
     if val_size is None:
         # 5,000 of MNIST's 60,000 (the usual choice); a tenth of smaller sets
         val_size = min(MAX_VALIDATION, max(1, len(train_y) // 10))
@@ -92,26 +100,29 @@ def load_mnist(data_dir: Path | str | None, split_seed: int = SPLIT_SEED,
         test=Split(test_x, test_y),
         class_names=names,
         source=str(folder),
+        class_origin=origin,
     )
 
 
-def _class_names(folder: Path, train_y: np.ndarray, test_y: np.ndarray) -> list[str]:
+def _class_names(folder: Path, train_y: np.ndarray,
+                 test_y: np.ndarray) -> tuple[list[str], str]:
+    """The class names and where they came from: labels.txt, or 0..the largest label."""
     names_file = folder / LABELS_FILE
     if names_file.is_file():
         names = [line.strip() for line in names_file.read_text(encoding="utf-8").splitlines()
                  if line.strip()]
-        where = str(names_file)
+        where = f"named by {names_file}"
     else:
         names = [str(i) for i in range(int(train_y.max()) + 1)]
-        where = f"{folder}: the training labels (0..{len(names) - 1})"
+        where = f"numbered 0..{len(names) - 1} by the largest training label"
     for split, labels in (("train", train_y), ("t10k", test_y)):
         if len(labels) and labels.max() >= len(names):
             raise DataError(f"{folder / (split + '-labels-idx1-ubyte')}: label "
                             f"{int(labels.max())} is out of range for the {len(names)} "
-                            f"classes given by {where}")
+                            f"classes {where}")
     if len(names) < 2:
         raise DataError(f"{folder}: a classifier needs at least 2 classes, found {len(names)}")
-    return names
+    return names, where
 
 
 def _load_bundled(split_seed: int) -> ImageDataset:

@@ -37,6 +37,11 @@ class ParallelCorpus:
         aligned = self.alignments[:n] if self.alignments is not None else None
         return ParallelCorpus(self.sources[:n], self.targets[:n], self.origin, aligned)
 
+    def take(self, index: Sequence[int]) -> ParallelCorpus:
+        aligned = [self.alignments[i] for i in index] if self.alignments is not None else None
+        return ParallelCorpus([self.sources[i] for i in index], [self.targets[i] for i in index],
+                              self.origin, aligned)
+
 
 @dataclass(frozen=True)
 class ParallelSplits:

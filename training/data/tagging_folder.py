@@ -9,10 +9,11 @@
 
 Image paths in the CSV are relative to the folder. Tags are separated by '|' when the field
 holds one (so a tag may contain spaces), by whitespace otherwise. The label set is every tag
-that occurs, sorted by name. Images are decoded with Pillow, converted to RGB and resized
-(bilinear) to a fixed size, exactly as the server converts an uploaded image, so training and
-serving see the same pixels. The train / validation / test split is drawn with its own fixed
-seed, never with the training seed, so the held-out images stay the same from run to run.
+that occurs, sorted by name. Images are decoded by serving's own image_pixels (EXIF orientation
+applied, 16-bit scaled to 8 bits, converted to RGB, resized bilinearly to a fixed size), exactly
+as the server converts an uploaded image, so training and serving see the same pixels. The
+train / validation / test split (training.data.splits) is drawn with its own fixed seed, and
+refused when a split would be empty.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from serving.preprocess.images import image_pixels
 from training.data.idx import DataError
+from training.data.splits import fraction_split
 from training.data.tagging import TaggingDataset, TaggingSplit
 
 TAGS_FILE = "tags.csv"
@@ -70,16 +73,13 @@ def read_tags_csv(path: Path) -> list[tuple[str, list[str]]]:
 
 
 def load_image(path: Path, size: tuple[int, int], mode: str = "RGB") -> np.ndarray:
-    """uint8 (C, H, W) for size = (height, width): convert, then resize, as the server does."""
+    """uint8 (C, H, W) for size = (height, width), decoded as the server decodes."""
     height, width = size
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                img = img.convert(mode)
-                if img.size != (width, height):
-                    img = img.resize((width, height), Image.Resampling.BILINEAR)
-                array = np.asarray(img, dtype=np.uint8)
+                array = image_pixels(img, mode, height, width)
     except FileNotFoundError:
         raise DataError(f"{path}: image not found") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
@@ -99,9 +99,6 @@ def load_tagging_folder(folder: Path, tags_csv: Path | None = None,
         raise DataError(f"{folder}: data folder not found")
     tags_csv = Path(tags_csv) if tags_csv is not None else folder / TAGS_FILE
     rows = read_tags_csv(tags_csv)
-    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1
-            and val_fraction + test_fraction < 1):
-        raise ValueError("val_fraction and test_fraction must be >= 0 and sum to less than 1")
     labels = sorted({tag for _, tags in rows for tag in tags})
     if not labels:
         raise DataError(f"{tags_csv}: no image has any tag")
@@ -111,18 +108,13 @@ def load_tagging_folder(folder: Path, tags_csv: Path | None = None,
         raise DataError(f"{tags_csv}: {len(missing)} image(s) not found in {folder}: "
                         f"{', '.join(missing[:3])}{more}")
     n = len(rows)
-    n_test, n_val = round(n * test_fraction), round(n * val_fraction)
-    if n - n_test - n_val < 1 or (test_fraction and n_test < 1) or (val_fraction and n_val < 1):
-        raise DataError(f"{tags_csv}: {n} images are too few for a train / validation / test "
-                        "split")
+    train, val, test = fraction_split(n, val_fraction, test_fraction, str(tags_csv), split_seed)
     images = np.stack([load_image(folder / image, image_size) for image, _ in rows])
     index = {label: i for i, label in enumerate(labels)}
     targets = np.zeros((n, len(labels)), dtype=np.uint8)
     for i, (_, tags) in enumerate(rows):
         targets[i, [index[t] for t in tags]] = 1
-    order = np.random.default_rng(split_seed).permutation(n)
     everything = TaggingSplit(images, targets)
-    test, val, train = np.split(order, [n_test, n_test + n_val])
     return TaggingDataset(
         train=everything.take(train), validation=everything.take(val),
         test=everything.take(test), labels=labels, color="rgb", source=str(folder),

@@ -28,7 +28,6 @@ import numpy as np
 import torch
 
 from serving.decoding import Hypothesis
-from serving.repository import VersionWriter
 from training.batching import ShuffledBatches
 from training.caption_metrics import attention_localisation, corpus_bleu, exact_match
 from training.data.captions import (
@@ -62,6 +61,7 @@ from training.export.caption_graphs import (
 from training.export.decoder_step import torch_step
 from training.loop import StepOutput, TrainResult, fit
 from training.models.captioner import Captioner, caption_loss, doubly_stochastic_penalty
+from training.outputs import claimed_outputs, staged_version
 from training.seeding import seed_everything
 from training.tasks.common import (
     add_common_arguments,
@@ -75,6 +75,7 @@ from training.tasks.common import (
     non_negative_int,
     positive_int,
     resolve_device,
+    split_fraction,
     train_config,
     unit_interval,
 )
@@ -147,9 +148,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "(default: 1 for multidigit, 3 for folder)")
     data.add_argument("--limit-train", type=positive_int, default=None, metavar="N",
                       help="train on the first N training images only (quick runs)")
-    data.add_argument("--val-fraction", type=unit_interval, default=0.1,
+    data.add_argument("--val-fraction", type=split_fraction, default=0.1,
                       help="(default: %(default)s)")
-    data.add_argument("--test-fraction", type=unit_interval, default=0.15,
+    data.add_argument("--test-fraction", type=split_fraction, default=0.15,
                       help="(default: %(default)s)")
     canvas = parser.add_argument_group("multidigit canvases")
     canvas.add_argument("--min-digits", type=positive_int, default=MIN_DIGITS,
@@ -210,6 +211,11 @@ def channel_statistics(images: np.ndarray) -> tuple[list[float], list[float]]:
 
 def run(args: argparse.Namespace) -> int:
     args = resolve_defaults(args)
+    with claimed_outputs(args.repository, args.checkpoint_dir):
+        return train_and_publish(args)
+
+
+def train_and_publish(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     seed_everything(args.seed)
     device = resolve_device(args.device)
@@ -230,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
         return 0  # under torchrun rank 0 alone evaluates, exports and publishes
     graph = graph.cpu().eval()
 
-    with VersionWriter(args.repository, args.name) as writer:
+    with staged_version(args.repository, args.name) as writer:
         export_caption_graphs(graph, writer.path)
         vocab.write(writer.path / VOCAB_FILE)
         parity = check_caption_parity(graph, writer.path, data.test.images, vocab.bos_id,

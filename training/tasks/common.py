@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import platform
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import torch
 
 from serving.repository.layout import is_valid_model_name
 from training.distributed import device_for, world
+from training.errors import DataError
 from training.export.parity import DEFAULT_TOLERANCE
 from training.loop import TrainConfig
 from training.regularizers import WeightPenalty, elastic_net_strengths
@@ -44,17 +46,27 @@ def unit_interval(text: str) -> float:
     return value
 
 
-def positive_float(text: str) -> float:
+def split_fraction(text: str) -> float:
+    """A share of the images held out: 0 would leave that split empty, 1 the others."""
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1): that split needs images, got "
+                                         f"{text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    # inf and nan are floats too: a learning rate of inf runs until the loss is nan
+    value = float(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
     return value
 
 
 def non_negative_float(text: str) -> float:
     value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
 
 
@@ -124,8 +136,35 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     reg.add_argument("--dropout", type=probability, default=None, help="dropout probability")
 
     export = parser.add_argument_group("export")
-    export.add_argument("--parity-tolerance", type=float, default=DEFAULT_TOLERANCE,
+    export.add_argument("--parity-tolerance", type=positive_float, default=DEFAULT_TOLERANCE,
                         help="largest |onnxruntime - PyTorch| allowed (default: %(default)g)")
+
+
+def add_unseen_classes_argument(group: argparse._ArgumentGroup) -> None:
+    """For tasks whose classes come from the data: see check_unseen_classes."""
+    group.add_argument("--allow-unseen-classes", action="store_true",
+                       help="keep classes that no training example has (they are reported); "
+                            "by default such data is refused, since the model could only "
+                            "learn never to predict them")
+
+
+def check_unseen_classes(names: Sequence[str], train_counts: Sequence[int], where: str,
+                         allow: bool) -> list[str]:
+    """The names of classes with no training example (printed); refused unless allow.
+
+    Such classes come from labels that skip a number (1..26 for 26 letters makes a class 0) or
+    that only the held-out files use: training would silently publish outputs it never saw.
+    """
+    unseen = [name for name, count in zip(names, train_counts, strict=True) if count == 0]
+    if unseen and not allow:
+        shown = ", ".join(repr(n) for n in unseen[:10]) + (" ..." if len(unseen) > 10 else "")
+        raise DataError(f"{where}: no training example of class(es) {shown} "
+                        f"({len(unseen)} of {len(names)} classes); relabel the data, or pass "
+                        "--allow-unseen-classes to keep them")
+    if unseen:
+        print(f"warning: no training example of class(es) {', '.join(unseen)}; kept "
+              "(--allow-unseen-classes)")
+    return unseen
 
 
 def penalty_strengths(args: argparse.Namespace) -> tuple[float, float]:

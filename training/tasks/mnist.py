@@ -18,10 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from serving.repository import VersionWriter
 from training.batching import ShuffledBatches
 from training.calibration import fit_temperature
-from training.data.mnist import ImageDataset, Split, load_mnist
+from training.data.mnist import LABELS_FILE, ImageDataset, Split, load_mnist
 from training.distributed import finish_training
 from training.evaluate import evaluate_classifier
 from training.export.classifier_graph import (
@@ -37,12 +36,15 @@ from training.loop import StepOutput, TrainResult, fit
 from training.losses import cross_entropy
 from training.metrics import format_confusion_matrix
 from training.models import ACTIVATIONS, ARCHITECTURES, build_classifier
+from training.outputs import claimed_outputs, staged_version
 from training.seeding import seed_everything
 from training.tasks.common import (
     add_common_arguments,
+    add_unseen_classes_argument,
     build_optimizer,
     build_penalty,
     build_scheduler,
+    check_unseen_classes,
     int_list,
     jsonable_config,
     library_versions,
@@ -82,9 +84,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "convolutions (CNN)")
     model.add_argument("--activation", choices=tuple(ACTIVATIONS), default="relu",
                        help="hidden-layer activation (default: %(default)s)")
-    data = parser.add_argument_group("data and calibration")
+    data = parser.add_argument_group(
+        "data and calibration",
+        "--data-dir: a folder in the MNIST IDX layout (train-images-idx3-ubyte, "
+        "train-labels-idx1-ubyte, t10k-..., each optionally .gz). Classes are numbered 0..the "
+        f"largest label unless a {LABELS_FILE} there names them, line i naming class i. A "
+        "class no training image has is refused (see --allow-unseen-classes).")
     data.add_argument("--limit-train", type=positive_int, default=None, metavar="N",
                       help="train on the first N training images only (quick runs)")
+    add_unseen_classes_argument(data)
     data.add_argument("--no-calibrate", action="store_true",
                       help="skip temperature scaling (T = 1)")
     data.add_argument("--quantize", choices=["none", "int8"], default="none",
@@ -107,12 +115,21 @@ def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> int:
     args = resolve_defaults(args)
+    with claimed_outputs(args.repository, args.checkpoint_dir):
+        return train_and_publish(args)
+
+
+def train_and_publish(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     seed_everything(args.seed)
     device = resolve_device(args.device)
     args.device_used = str(device)  # recorded in the manifest beside the requested "auto"
     data = load_mnist(args.data_dir)
     train = data.train.head(args.limit_train) if args.limit_train else data.train
+    args.unseen_classes = check_unseen_classes(
+        data.class_names, data.train_counts(train),
+        f"{data.source}, classes {data.class_origin}" if data.class_origin else data.source,
+        args.allow_unseen_classes)
     mean, std = pixel_statistics(train.images)
     print(f"mnist {args.arch}: {len(train)} train / {len(data.validation)} validation / "
           f"{len(data.test)} test images of {data.image_shape}, {data.num_classes} classes, "
@@ -130,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
 
     graph = ClassifierGraph(model.cpu(), mean, std, temperature).eval()
     test_images = data.test.images[:, None]  # (N, 1, H, W) as the graph takes them
-    with VersionWriter(args.repository, args.name) as writer:
+    with staged_version(args.repository, args.name) as writer:
         onnx_path = writer.path / GRAPH_FILE
         # any batch of 2+ will do: the exporter would freeze a batch axis traced at size 1
         example = torch.zeros((2, *data.image_shape))

@@ -26,7 +26,6 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from serving.repository import VersionWriter
 from training.batching import ShuffledBatches
 from training.data.idx import DataError
 from training.data.mnist import load_mnist
@@ -67,12 +66,15 @@ from training.multilabel_metrics import (
     ranking_metrics,
     tune_thresholds,
 )
+from training.outputs import claimed_outputs, staged_version
 from training.seeding import seed_everything
 from training.tasks.common import (
     add_common_arguments,
+    add_unseen_classes_argument,
     build_optimizer,
     build_penalty,
     build_scheduler,
+    check_unseen_classes,
     int_list,
     jsonable_config,
     library_versions,
@@ -81,6 +83,7 @@ from training.tasks.common import (
     positive_float,
     positive_int,
     resolve_device,
+    split_fraction,
     train_config,
     unit_interval,
 )
@@ -139,6 +142,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="(default: %(default)s)")
     data.add_argument("--limit-train", type=positive_int, default=None, metavar="N",
                       help="train on the first N training images only (quick runs)")
+    add_unseen_classes_argument(data)
     data.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
                       help="augment: mirror a random half of each batch left-right (default: "
                            "on for folder, off for multidigit, whose digits mirroring changes)")
@@ -167,9 +171,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the image,tags CSV (default: DATA_DIR/tags.csv)")
     folder.add_argument("--image-size", type=positive_int, default=IMAGE_SIZE,
                         help="images are resized to this square size (default: %(default)s)")
-    folder.add_argument("--val-fraction", type=unit_interval, default=VAL_FRACTION,
+    folder.add_argument("--val-fraction", type=split_fraction, default=VAL_FRACTION,
                         help="(default: %(default)s)")
-    folder.add_argument("--test-fraction", type=unit_interval, default=TEST_FRACTION,
+    folder.add_argument("--test-fraction", type=split_fraction, default=TEST_FRACTION,
                         help="(default: %(default)s)")
 
 
@@ -206,12 +210,20 @@ def load_data(args: argparse.Namespace) -> TaggingDataset:
 
 def run(args: argparse.Namespace) -> int:
     args = resolve_defaults(args)
+    with claimed_outputs(args.repository, args.checkpoint_dir):
+        return train_and_publish(args)
+
+
+def train_and_publish(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     seed_everything(args.seed)
     device = resolve_device(args.device)
     args.device_used = str(device)
     data = load_data(args)
     train = data.train.head(args.limit_train) if args.limit_train else data.train
+    args.unseen_classes = check_unseen_classes(
+        data.labels, train.targets.sum(axis=0).tolist(), data.details.get("tags_csv", data.source),
+        args.allow_unseen_classes)
     mean, std = channel_statistics(train.images)
     print(f"tagger {args.arch} on {data.source}: {len(train)} train / {len(data.validation)} "
           f"validation / {len(data.test)} test images of {data.image_shape}, "
@@ -230,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
         return 0  # under torchrun rank 0 alone evaluates, exports and publishes
     graph = graph.cpu().eval()
 
-    with VersionWriter(args.repository, args.name) as writer:
+    with staged_version(args.repository, args.name) as writer:
         onnx_path = writer.path / GRAPH_FILE
         # any batch of 2+ will do: the exporter would freeze a batch axis traced at size 1
         export_onnx(graph, (torch.zeros((2, *data.image_shape)),), onnx_path, [INPUT_NAME],

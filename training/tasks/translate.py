@@ -20,7 +20,8 @@ import argparse
 import json
 import tempfile
 import time
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,11 @@ import sentencepiece
 import torch
 import torch.nn.functional as F
 
-from serving.repository import VersionWriter
-from training.data.parallel import ParallelSplits, load_splits
+from training.data.parallel import ParallelCorpus, ParallelSplits, load_splits
 from training.data.toy_grammar import DEFAULT_SIZES, toy_splits
 from training.data.translation_batches import TranslationBatches, make_batch
 from training.distributed import finish_training, world
+from training.errors import DataError, OptionError
 from training.evaluate_translation import alignment_score, decode_corpus, score
 from training.export.onnx_export import EXPORTERS
 from training.export.quantize import METHOD, quantize_folder, score_change, timed_pair
@@ -51,6 +52,7 @@ from training.export.seq2seq_graphs import (
 from training.loop import StepOutput, TrainResult, fit
 from training.models.attention import ATTENTION_TYPES
 from training.models.seq2seq import RNN_TYPES, Seq2Seq, Seq2SeqConfig
+from training.outputs import claimed_outputs, staged_version
 from training.seeding import seed_everything
 from training.tasks.common import (
     add_common_arguments,
@@ -68,7 +70,15 @@ from training.tasks.common import (
     train_config,
     unit_interval,
 )
-from training.tokenizer import BOS_ID, EOS_ID, MODEL_TYPES, PAD_ID, TranslationTokenizer
+from training.tokenizer import (
+    BOS_ID,
+    EOS_ID,
+    MODEL_TYPES,
+    PAD_ID,
+    SPECIAL_PIECES,
+    TranslationTokenizer,
+    minimum_vocab_size,
+)
 from training.translation_metrics import corpus_scores
 
 HELP = "attention encoder-decoder translation (TSV / aligned files or the bundled toy grammar)"
@@ -122,7 +132,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--limit-train", type=positive_int, default=None, metavar="N",
                       help="train on the first N training pairs only (quick runs)")
     data.add_argument("--max-train-pieces", type=positive_int, default=None, metavar="N",
-                      help="drop training pairs with more pieces on either side "
+                      help="leave out training and dev pairs with more pieces on either "
+                           "side, counted in the output and the manifest "
                            "(default: --max-source-pieces)")
 
     tok = parser.add_argument_group("tokenizer (SentencePiece, trained on the training split)")
@@ -180,7 +191,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     dec.add_argument("--max-length-offset", type=non_negative_int, default=10,
                      help="(default: %(default)s)")
     dec.add_argument("--max-source-pieces", type=positive_int, default=100,
-                     help="longest source the server accepts, in pieces with EOS "
+                     help="longest source the server accepts, in pieces with EOS; test "
+                          "pairs over it are left out of the scores, and counted "
                           "(default: %(default)s)")
     dec.add_argument("--exporter", choices=EXPORTERS, default=DEFAULT_EXPORTER,
                      help="ONNX exporter (the dynamo one mis-exports the RNNs on torch 2.13; "
@@ -220,6 +232,11 @@ def load_data(args: argparse.Namespace) -> ParallelSplits:
 
 def run(args: argparse.Namespace) -> int:
     args = resolve_defaults(args)
+    with claimed_outputs(args.repository, args.checkpoint_dir):
+        return train_and_publish(args)
+
+
+def train_and_publish(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     seed_everything(args.seed)
     torch.set_num_threads(args.threads)
@@ -227,14 +244,18 @@ def run(args: argparse.Namespace) -> int:
     args.device_used = str(device)
     data = load_data(args)
     train = data.train.head(args.limit_train) if args.limit_train else data.train
+    check_vocab_size(args.vocab_size, train)
     tokenizer = TranslationTokenizer.train(train.sources, train.targets, args.vocab_size,
                                            args.sp_model_type)
     sources, targets = tokenizer.encode_source(train.sources), tokenizer.encode_target(
         train.targets)
-    keep = [i for i, (s, t) in enumerate(zip(sources, targets, strict=True))
-            if len(s) <= args.max_train_pieces and len(t) + 1 <= args.max_train_pieces]
-    args.dropped_long_pairs = len(sources) - len(keep)
+    keep = pairs_within(args.max_train_pieces, sources, targets)
+    require_pairs(keep, "training", train.origin, "--max-train-pieces", args.max_train_pieces)
     sources, targets = [sources[i] for i in keep], [targets[i] for i in keep]
+    data, left_out = bounded_held_out(data, tokenizer, args)
+    args.long_pairs_left_out = {"train": len(train) - len(keep), **left_out}
+    args.dropped_long_pairs = args.long_pairs_left_out["train"]
+    report_long_pairs(args.long_pairs_left_out, args)
     print(f"translate: {len(sources)} train / {len(data.dev)} dev / {len(data.test)} test "
           f"pairs from {data.source}; SentencePiece {args.sp_model_type} "
           f"{tokenizer.source_vocab_size} source / {tokenizer.target_vocab_size} target "
@@ -259,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
     options = SearchOptions(args.beam_size, args.length_penalty, args.max_length_ratio,
                             args.max_length_offset)
     greedy_options = SearchOptions(1, 0.0, args.max_length_ratio, args.max_length_offset)
-    with VersionWriter(args.repository, args.name) as writer:
+    with staged_version(args.repository, args.name) as writer:
         tokenizer.save(writer.path)
         export_translation_graphs(model, writer.path, args.exporter)
         parity = check_translation_parity(
@@ -276,7 +297,8 @@ def run(args: argparse.Namespace) -> int:
                 greedy, beam, quantization = quantize_translation(
                     writer.path, Path(float_folder), tokenizer, data.test, greedy, beam,
                     greedy_options, options)
-        metrics = test_metrics(greedy, beam, data, tokenizer, result, args.max_source_pieces)
+        metrics = test_metrics(greedy, beam, data, tokenizer, result,
+                               args.long_pairs_left_out["test"])
         manifest = build_manifest(args, data, len(sources), tokenizer, model, result, parity,
                                   metrics, time.perf_counter() - started)
         if quantization is not None:
@@ -291,6 +313,61 @@ def run(args: argparse.Namespace) -> int:
               f"decode {q['speedup_batch1']}x the float speed one sentence at a time, "
               f"{q['speedup_batch']}x at {q['batch']} sentences")
     return 0
+
+
+def check_vocab_size(vocab_size: int, train: ParallelCorpus) -> None:
+    """OptionError naming the minimum when SentencePiece could not train at vocab_size."""
+    needed = {side: minimum_vocab_size(text)
+              for side, text in (("source", train.sources), ("target", train.targets))}
+    side = max(needed, key=lambda k: needed[k])
+    if vocab_size < needed[side]:
+        raise OptionError(
+            f"--vocab-size {vocab_size} is below the {needed[side]} pieces SentencePiece needs "
+            f"for the {side} side of {train.origin} ({needed[side] - SPECIAL_PIECES} distinct "
+            f"characters + {SPECIAL_PIECES} special pieces); use --vocab-size "
+            f"{max(needed.values())} or more")
+
+
+def pairs_within(limit: int, sources: Sequence[Sequence[int]],
+                 targets: Sequence[Sequence[int]] | None = None) -> list[int]:
+    """Indices of the pairs whose source (EOS included) and, when given, target (with the EOS
+    the model appends) have at most limit pieces."""
+    target_lengths = [len(t) + 1 for t in targets] if targets is not None else [0] * len(sources)
+    return [i for i, (s, t) in enumerate(zip(sources, target_lengths, strict=True))
+            if len(s) <= limit and t <= limit]
+
+
+def require_pairs(kept: Sequence[int], split: str, origin: str, option: str,
+                  limit: int) -> None:
+    if not kept:
+        raise DataError(f"{origin}: every {split} pair is longer than {option} {limit} pieces; "
+                        f"raise {option}")
+
+
+def bounded_held_out(data: ParallelSplits, tokenizer: TranslationTokenizer,
+                     args: argparse.Namespace) -> tuple[ParallelSplits, dict[str, int]]:
+    """Dev and test without the pairs whose cost has no bound, and how many were left out.
+
+    The dev loss runs teacher-forced attention over every source x target piece, in batches:
+    one 5,000-character line asked for 20 GB. Dev pairs follow the training limit; test pairs whose
+    source exceeds --max-source-pieces are the ones the server refuses, so they cannot be
+    scored through it either.
+    """
+    dev_keep = pairs_within(args.max_train_pieces, tokenizer.encode_source(data.dev.sources),
+                            tokenizer.encode_target(data.dev.targets))
+    require_pairs(dev_keep, "dev", data.dev.origin, "--max-train-pieces", args.max_train_pieces)
+    test_keep = pairs_within(args.max_source_pieces, tokenizer.encode_source(data.test.sources))
+    require_pairs(test_keep, "test", data.test.origin, "--max-source-pieces",
+                  args.max_source_pieces)
+    bounded = replace(data, dev=data.dev.take(dev_keep), test=data.test.take(test_keep))
+    return bounded, {"dev": len(data.dev) - len(dev_keep), "test": len(data.test) - len(test_keep)}
+
+
+def report_long_pairs(left_out: dict[str, int], args: argparse.Namespace) -> None:
+    if any(left_out.values()):
+        print(f"left out for length: {left_out['train']} train and {left_out['dev']} dev pairs "
+              f"over --max-train-pieces {args.max_train_pieces}, {left_out['test']} test pairs "
+              f"over --max-source-pieces {args.max_source_pieces} (pieces, EOS included)")
 
 
 def quantize_translation(folder: Path, float_folder: Path, tokenizer: TranslationTokenizer,
@@ -380,13 +457,12 @@ def train_model(model: Seq2Seq, sources: list[list[int]], targets: list[list[int
 
 def test_metrics(greedy: Any, beam: Any, data: ParallelSplits,
                  tokenizer: TranslationTokenizer, result: TrainResult,
-                 max_source_pieces: int) -> dict[str, Any]:
+                 left_out: int) -> dict[str, Any]:
     main = score(beam, data.test)
     metrics: dict[str, Any] = {
         "split": "test", "n_test": len(data.test),
-        # decoded here all the same; the server would refuse these (limits.max_source_pieces)
-        "test_sources_over_limit": sum(len(ids) > max_source_pieces for ids in
-                                       tokenizer.encode_source(data.test.sources)),
+        # not scored: the server refuses these sources (limits.max_source_pieces)
+        "test_pairs_left_out_over_limit": left_out,
         "bleu": main["bleu"], "chrf": main["chrf"],
         "bleu_signature": main["bleu_signature"], "chrf_signature": main["chrf_signature"],
         "decoding": main["decoding"],
