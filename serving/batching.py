@@ -21,6 +21,7 @@ call, and the two task hand-offs it skips are a measurable part of its latency.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -209,10 +210,19 @@ class DynamicBatcher:
             deadlines = [r.deadline for r in batch]
             deadline = None if None in deadlines else max(deadlines)  # type: ignore[type-var]
             started = time.perf_counter_ns()
+            # set once every caller of the batch is gone: its run stops at the next step
+            abandoned = threading.Event()
+
+            def gone(_: object) -> None:
+                if all(r.future.done() for r in batch):
+                    abandoned.set()
+
+            for request in batch:
+                request.future.add_done_callback(gone)
             try:
                 results, _, compute_ns = await self.pool.run(
                     self.strategy.inline_kind(rows), deadline, self.strategy.run,
-                    [r.payload for r in batch])
+                    [r.payload for r in batch], abandoned=abandoned)
             except Exception as e:
                 for request in batch:
                     if not request.future.done():

@@ -98,6 +98,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-text-bytes", type=int,
                    default=int(_env("max_text_bytes", str(InputLimits.max_text_bytes))),
                    help="largest text (UTF-8 bytes) a translation request may carry")
+    budget = p.add_argument_group(
+        "cost of one call", "Estimated from the request before any work; a call over a budget "
+        "is RESOURCE_EXHAUSTED at once, naming the figure and the limit.")
+    for flag, what in (
+            ("max_call_pixels", "image pixels one call may decode, summed from the headers"),
+            ("max_call_elements", "tensor elements one call may carry"),
+            ("max_decode_steps", "decoder-step rows one call may run: texts or images x beam "
+                                 "x maximum length"),
+            ("max_search_memory_bytes", "encoder memory one call's search may hold: texts x "
+                                        "beam x source length x memory width x 4")):
+        budget.add_argument("--" + flag.replace("_", "-"), type=int,
+                            default=int(_env(flag, str(getattr(InputLimits, flag)))), help=what)
     p.add_argument("--poll-interval", type=float, default=float(_env("poll_interval", "2")),
                    help="seconds between scans of the repository for new versions (0: never)")
     p.add_argument("--max-loaded-versions", type=int,
@@ -165,6 +177,8 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
                      "model of the repository)")
     for flag in ("workers", "max_message_bytes", "batch_max_size", "batch_queue_size",
                  "batch_instances", "processes", "max_image_pixels", "max_text_bytes",
+                 "max_call_pixels", "max_call_elements", "max_decode_steps",
+                 "max_search_memory_bytes",
                  "max_loaded_versions"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1")
@@ -189,4 +203,9 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         reuse_port=args.reuse_port == "on",
         security=security_from_args(args, parser),
         input_limits=InputLimits(max_image_pixels=args.max_image_pixels,
-                                 max_text_bytes=args.max_text_bytes))
+                                 max_text_bytes=args.max_text_bytes,
+                                 max_call_pixels=args.max_call_pixels,
+                                 max_call_elements=args.max_call_elements,
+                                 max_decode_steps=args.max_decode_steps,
+                                 max_search_memory_bytes=args.max_search_memory_bytes,
+                                 max_response_bytes=args.max_message_bytes))

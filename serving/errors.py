@@ -29,6 +29,12 @@ class DeadlineExceeded(ServingError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+class Abandoned(ServingError):
+    """Work stopped because every caller waiting for it is gone."""
+
+    code = grpc.StatusCode.CANCELLED
+
+
 class FailedPrecondition(ServingError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 

@@ -33,6 +33,18 @@ from serving.services import http_service, inference_service, model_service
 from serving.services.context import Limits, ServerContext
 
 log = logging.getLogger("serving")
+# SIGHUP too: a closed terminal or a process manager's hang-up drains, never kills mid-call
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# What a connection may cost before it earns a call: one that never completes its HTTP/2
+# handshake is closed after 10 s (1,100 of them held every file descriptor before), an idle
+# one after 5 minutes, and a client may open at most 128 streams at once per connection.
+CONNECTION_OPTIONS = [
+    ("grpc.server_handshake_timeout_ms", 10_000),
+    ("grpc.max_connection_idle_ms", 300_000),
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.max_concurrent_streams", 128),
+]
 HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
@@ -60,6 +72,7 @@ class Server:
             ("grpc.max_send_message_length", limit),
             # a second server on a taken port must fail, unless workers share it on purpose
             ("grpc.so_reuseport", int(config.reuse_port)),
+            *CONNECTION_OPTIONS,
         ])
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
             model_service.ModelService(self.ctx), self.grpc)
@@ -147,6 +160,8 @@ class Server:
         # both ports stop taking calls at once; in-flight ones get the grace period
         await asyncio.gather(self.grpc.stop(self.config.grace_period),
                              *([self.http_runner.cleanup()] if self.http_runner else []))
+        # the grace period is over: running decodes stop at their next step
+        self.pool.abandon_all()
         self.pool.shutdown()
         if self.metrics_http is not None:
             self.metrics_http.shutdown()
@@ -161,8 +176,16 @@ async def serve(config: ServerConfig) -> None:
     server = Server(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():  # an operator who asks twice wants it gone now
+            log.warning("second %s while draining: exiting at once", sig.name)
+            os._exit(128 + sig)
+        log.info("%s: draining", sig.name)
+        stop.set()
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, on_signal, sig)
     await server.start()
     tasks = [asyncio.create_task(server.load_models()),
              asyncio.create_task(server.watch_repository())]

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from serving.execution import stop_if_abandoned
+
 StepFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
                   tuple[np.ndarray, np.ndarray, np.ndarray]]
 
@@ -46,6 +48,7 @@ def greedy_decode(step: StepFn, state: np.ndarray, memory: np.ndarray, mask: np.
     # the hypotheses are assembled once at the end.
     steps: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     while len(alive):
+        stop_if_abandoned()
         step_log_probs, state, step_attention = step(prev, state, memory, mask)
         best = step_log_probs.argmax(axis=1)
         best_lp = np.take_along_axis(step_log_probs, best[:, None], 1)[:, 0]
@@ -110,6 +113,7 @@ def beam_search(step: StepFn, state: np.ndarray, memory: np.ndarray, mask: np.nd
     history = _History()
     t = 0
     while len(sentences):
+        stop_if_abandoned()
         step_log_probs, state, step_attention = step(prev, state, memory, mask)
         n, vocab = len(sentences), step_log_probs.shape[1]
         per_row = min(k, vocab)

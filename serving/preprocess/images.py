@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from serving.errors import InvalidInput
+from serving.errors import InvalidInput, TooLarge
+from serving.execution import stop_if_abandoned
 from serving.preprocess.limits import input_limits
 
 MODES = {"grayscale": "L", "rgb": "RGB"}
@@ -34,12 +35,38 @@ def image_geometry(preprocessing: dict[str, Any]) -> tuple[int, int, int]:
         raise InvalidInput("this model's manifest does not describe image input") from e
 
 
+def header_pixels(encoded: list[bytes]) -> int:
+    """Width x height of every image summed, from their headers (nothing is decoded)."""
+    total = 0
+    for i, data in enumerate(encoded):
+        try:
+            with Image.open(io.BytesIO(data), formats=FORMATS) as img:
+                total += img.width * img.height
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
+                Image.DecompressionBombError) as e:
+            raise InvalidInput(f"image {i} could not be decoded: {e}") from e
+    return total
+
+
+def check_call_pixels(encoded: list[bytes]) -> int:
+    """The pixels one call would decode against --max-call-pixels, before decoding any."""
+    total = header_pixels(encoded)
+    limit = input_limits().max_call_pixels
+    if total > limit:
+        raise TooLarge(f"the call's {len(encoded)} images hold {total} pixels; this server "
+                       f"decodes at most {limit} per call (--max-call-pixels)")
+    return total
+
+
 def decode_images(encoded: list[bytes], preprocessing: dict[str, Any]) -> np.ndarray:
-    """Encoded PNG/JPEG/... images -> float32 [N, C, H, W] of raw 0..255 values."""
+    """Encoded PNG/JPEG/... images -> float32 [N, C, H, W] of raw 0..255 values, checked
+    against the call's pixel budget first."""
+    check_call_pixels(encoded)
     channels, height, width = image_geometry(preprocessing)
     mode = MODES.get(str(preprocessing.get("color", "grayscale")), "L")
     batch = np.empty((len(encoded), channels, height, width), dtype=np.float32)
     for i, data in enumerate(encoded):
+        stop_if_abandoned()
         batch[i] = _decode_one(data, i, mode, height, width).reshape(height, width, channels) \
             .transpose(2, 0, 1)
     return batch

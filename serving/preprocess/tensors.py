@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from serving.errors import InvalidInput, TooLarge
+from serving.preprocess.limits import input_limits
 
 # No dimension of a tensor that fits in a gRPC message comes near this; numpy refuses shapes
 # whose size overflows even when another dimension is 0.
@@ -66,6 +67,16 @@ def grey_levels(array: np.ndarray, what: str) -> np.ndarray:
         raise InvalidInput(f"{what}: FLOAT32 pixels must be whole grey levels 0..255 (raw, not "
                            "scaled to 0..1 or normalised); send UINT8 to be sure")
     return array.astype(np.uint8)
+
+
+def check_call_elements(inputs: dict[str, np.ndarray]) -> None:
+    """The tensor elements of one call against --max-call-elements (BYTES count elsewhere:
+    as texts, or as the pixels of their images)."""
+    total = sum(a.size for a in inputs.values() if a.dtype != object)
+    limit = input_limits().max_call_elements
+    if total > limit:
+        raise TooLarge(f"the call carries {total} tensor elements; this server takes at most "
+                       f"{limit} per call (--max-call-elements)")
 
 
 def check_batch_size(n: int, limit: int) -> None:

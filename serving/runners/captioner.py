@@ -105,14 +105,14 @@ class CaptionerRunner(ImageInput, SequenceRunner):
                 TensorSpec("scores", "float32", [-1]),
                 TensorSpec("finished", "bool", [-1])]
 
-    def checks_inline(self, inputs: Tensors) -> bool:
-        return not self.decodes_images(inputs)
-
     def check(self, inputs: Tensors, parameters: Parameters) -> CaptionCall:
         """Encoded images or a pixel tensor, checked; beam_size and max_length parameters."""
         options = parse_search_options(parameters)
-        return CaptionCall(self.pixels_from_inputs(inputs), options.get("beam_size", 0),
-                           self.limit(options.get("max_length", 0)))
+        rows = len(next(iter(inputs.values())))
+        limit = self.limit(options.get("max_length", 0))
+        cells = self.grid[0] * self.grid[1]
+        self.check_cost(rows, options.get("beam_size", 0), rows * limit, cells, cells)
+        return CaptionCall(self.pixels_from_inputs(inputs), options.get("beam_size", 0), limit)
 
     def batch_strategy(self) -> CaptionBatching:
         return CaptionBatching(self)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import numpy as np
 
 from serving.errors import InvalidInput
-from serving.preprocess.images import decode_images, image_geometry
+from serving.preprocess.images import decode_images, header_pixels, image_geometry
 from serving.preprocess.tensors import PIXEL_RANGE, grey_levels, image_batch
 from serving.repository import Manifest, TensorSpec
 from serving.runners.base import Parameters, Runner, Tensors
 
 IMAGE_INPUT = "image"  # encoded images, one BYTES element per batch row
 WARMUP_ROWS = (1, 3)  # two batch sizes: a graph with a fixed batch axis fails at once
+INLINE_IMAGES, INLINE_PIXELS = 8, 256 * 1024
 
 
 class ImageInput:
@@ -38,8 +39,19 @@ class ImageInput:
     def pixel_spec(self) -> TensorSpec:
         return TensorSpec(self.input_name, "uint8", [-1, *self.chw])
 
-    def decodes_images(self, inputs: Tensors) -> bool:
-        return IMAGE_INPUT in inputs
+    def checks_inline(self, inputs: Tensors) -> bool:
+        """Pixel tensors and a few small images are checked on the event loop: handing a
+        28x28 PNG to a worker costs more than decoding it, and would queue it behind large
+        decodes. Anything larger goes to a worker."""
+        if IMAGE_INPUT not in inputs:
+            return True
+        encoded = inputs[IMAGE_INPUT].reshape(-1)
+        if len(encoded) > INLINE_IMAGES:
+            return False
+        try:
+            return header_pixels([bytes(x) for x in encoded]) <= INLINE_PIXELS
+        except InvalidInput:
+            return True  # refused at once by check()
 
     def pixels_from_inputs(self, inputs: Tensors) -> np.ndarray:
         """The call's pixel tensor or encoded images, checked, as the graph's float32 batch."""
@@ -66,9 +78,6 @@ class ImageRunner(ImageInput, Runner):
     @property
     def input_specs(self) -> list[TensorSpec]:
         return [self.pixel_spec]
-
-    def checks_inline(self, inputs: Tensors) -> bool:
-        return not self.decodes_images(inputs)
 
     def check(self, inputs: Tensors, parameters: Parameters) -> Tensors:
         return {self.input_name: self.pixels_from_inputs(inputs)}

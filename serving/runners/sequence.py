@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from serving.decoding import Hypothesis, beam_search, greedy_decode
-from serving.errors import InvalidInput
+from serving.errors import InvalidInput, TooLarge
+from serving.preprocess.limits import input_limits
 from serving.repository import Manifest
 from serving.runners.base import Runner
 from serving.runtime.session import SessionConfig
@@ -29,6 +30,36 @@ class SequenceRunner(Runner):
         dec = manifest.decoding
         self.default_beam = int(dec.get("default_beam_size", 1))
         self.length_penalty = float(dec.get("length_penalty", 0.0))
+        # float32 values per source position the search copies for every row (the memory,
+        # and the attention keys where the encoder serves them)
+        self.memory_width = sum(
+            int(i.shape[-1]) for i in self.sessions["decoder_step"].get_inputs()
+            if i.name in ("memory", "memory_keys") and isinstance(i.shape[-1], int))
+
+    def check_cost(self, rows: int, beam_size: int, steps: int, source_len: int,
+                   output_width: int) -> None:
+        """A call's decode, estimated before it is queued: rows x beam x maximum length
+        decoder-step rows, the memory the search holds, and the answer's size."""
+        limits = input_limits()
+        beam = beam_size or self.default_beam
+        decode_steps = beam * steps
+        if decode_steps > limits.max_decode_steps:
+            raise TooLarge(f"the call asks for {rows} sequences x beam {beam} x up to "
+                           f"{steps // max(rows, 1)} steps = {decode_steps} decoder-step rows; "
+                           f"this server runs at most {limits.max_decode_steps} per call "
+                           "(--max-decode-steps)")
+        memory = rows * beam * source_len * self.memory_width * 4
+        if memory > limits.max_search_memory_bytes:
+            raise TooLarge(f"the call's search would hold {memory} bytes of encoder memory "
+                           f"({rows} x beam {beam} x {source_len} positions x "
+                           f"{self.memory_width} floats); this server allows "
+                           f"{limits.max_search_memory_bytes} (--max-search-memory-bytes)")
+        # attention dominates the answer: one float per generated token and source position
+        answer = steps * output_width * 4
+        if answer > limits.max_response_bytes:
+            raise TooLarge(f"the answer could reach {answer} bytes of attention, above the "
+                           f"{limits.max_response_bytes}-byte message limit "
+                           "(--max-message-bytes); send fewer or shorter inputs")
 
     def outputs(self, result: list[Any], names: list[str]) -> dict[str, np.ndarray]:
         tensors = self.result_tensors(result)

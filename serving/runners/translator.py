@@ -144,8 +144,11 @@ class TranslatorRunner(SequenceRunner):
             raise InvalidInput(f"input {TEXT_INPUT!r} (UTF-8 texts) is required")
         options = parse_search_options(parameters)
         texts = decode_texts(inputs[TEXT_INPUT].reshape(-1))
-        return TranslationCall(self.prepare(texts, options.get("max_length", 0)),
-                               options.get("beam_size", 0))
+        sources = self.prepare(texts, options.get("max_length", 0))
+        longest = max(len(i) for i in sources.ids)
+        self.check_cost(len(sources.ids), options.get("beam_size", 0), sum(sources.limits),
+                        longest, longest)
+        return TranslationCall(sources, options.get("beam_size", 0))
 
     def batch_strategy(self) -> SentenceBatching:
         return SentenceBatching(self)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from serving.batching import BatchingConfig, DynamicBatcher
 from serving.errors import InvalidInput, NotReady
 from serving.execution import InferencePool
-from serving.preprocess.tensors import check_batch_size
+from serving.preprocess.tensors import check_batch_size, check_call_elements
 from serving.registry import ModelRegistry
 from serving.runners.base import Parameters, Runner, RunnerStats, Tensors
 
@@ -73,6 +73,7 @@ class ServerContext:
             raise InvalidInput(f"the call has no input; model {runner.name} takes "
                                f"{[t.name for t in runner.input_specs]}")
         check_batch_size(len(next(iter(inputs.values()))), self.limits.max_batch_size)
+        check_call_elements(inputs)
         if runner.checks_inline(inputs):
             payload = runner.check(inputs, parameters)
         else:

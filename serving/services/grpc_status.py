@@ -13,9 +13,12 @@ from typing import Any
 import grpc
 
 from serving import metrics
-from serving.errors import ServingError
+from serving.errors import ServingError, TooLarge
+from serving.logs import RateLimitedLog
+from serving.preprocess.limits import input_limits
 
 log = logging.getLogger("serving.services")
+client_errors = RateLimitedLog(log)
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -35,10 +38,15 @@ def grpc_errors(method: Handler) -> Handler:
         start = time.perf_counter()
         code, message = grpc.StatusCode.OK, ""
         try:
-            return await method(self, request, context)
+            response = await method(self, request, context)
+            size, limit = response.ByteSize(), input_limits().max_response_bytes
+            if size > limit:  # gRPC would fail it after the handler, logged as a crash
+                raise TooLarge(f"the answer is {size} bytes, above this server's message "
+                               f"limit of {limit} (--max-message-bytes)")
+            return response
         except ServingError as e:
             code, message = e.code, str(e)
-            log.info("%s: %s %s", method.__name__, e.code.name, e)
+            client_errors.info(e.code.name, "%s: %s %s", method.__name__, e.code.name, e)
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
             raise

@@ -27,6 +27,7 @@ from google.protobuf.message import Message
 
 from serving import metrics
 from serving.errors import InvalidInput, ServingError, Unauthenticated
+from serving.logs import RateLimitedLog
 from serving.oip.json_tensors import (
     BINARY_HEADER,
     decode_inputs,
@@ -40,6 +41,7 @@ from serving.services import open_inference as oip
 from serving.services.context import ServerContext
 
 log = logging.getLogger("serving.http")
+client_errors = RateLimitedLog(log)
 
 API = "http"
 HTTP_STATUS = {
@@ -269,7 +271,8 @@ def _errors_and_metrics(ctx: ServerContext) -> Any:
         except ServingError as e:
             code = e.code
             status = HTTP_STATUS.get(e.code, 500)
-            log.info("%s %s: %d %s", request.method, request.path[:200], status, e)
+            client_errors.info(e.code.name, "%s %s: %d %s", request.method,
+                               request.path[:200], status, e)
             return _error(status, str(e))
         except web.HTTPException as e:  # no route (404), wrong method (405), too large (413)
             code = grpc.StatusCode.RESOURCE_EXHAUSTED if e.status == 413 else CODE_OF_STATUS.get(
