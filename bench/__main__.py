@@ -11,6 +11,7 @@ from typing import Any
 from bench import (
     decoding_speed,
     eager_vs_onnxruntime,
+    hostile_load,
     rest_vs_grpc,
     server_throughput,
     serving_overhead,
@@ -22,6 +23,7 @@ BENCHMARKS = {
     "server_throughput": server_throughput.run,
     "decoding_speed": decoding_speed.run,
     "rest_vs_grpc": rest_vs_grpc.run,
+    "hostile_load": hostile_load.run,
 }
 
 

@@ -28,11 +28,16 @@ from serving.api.generated.inference import grpc_service_pb2_grpc as oip_grpc
 from serving.api.generated.smallserve.v1 import model_service_pb2_grpc as api_grpc
 from serving.client.messages import classify_request, translate_request
 
-APIS = ("smallserve", "oip", "rest", "health", "translate")
+APIS = ("smallserve", "oip", "rest", "health", "translate", "translate-short", "translate-flood")
 # translate: one made-up sentence per call (unknown words are still pieces to encode), greedy,
 # this many steps: the bench models never end a sentence early (bench.models)
 TRANSLATE_TEXT = "kelo mira tansu ferbo lin adaro"
 TRANSLATE_STEPS = 20
+# (text, beam, steps): one sentence greedy; one word greedy (a short call); the longest source
+# at the widest beam (a hostile one)
+TRANSLATE_CALLS = {"translate": (TRANSLATE_TEXT, 1, TRANSLATE_STEPS),
+                   "translate-short": ("kelo", 1, 4),
+                   "translate-flood": (" ".join([TRANSLATE_TEXT] * 16), 64, 200)}
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -42,10 +47,11 @@ def request_maker(api: str, model: str, channel: grpc.aio.Channel) -> Any:
         health = health_pb2_grpc.HealthStub(channel)
         check = health_pb2.HealthCheckRequest(service="")
         return lambda: health.Check(check, timeout=30)
-    if api == "translate":
+    if api in TRANSLATE_CALLS:
         translator = api_grpc.ModelServiceStub(channel)
-        sentence = translate_request(model, [TRANSLATE_TEXT], 0, 1, TRANSLATE_STEPS)
-        return lambda: translator.Translate(sentence, timeout=60)
+        text, beam, steps = TRANSLATE_CALLS[api]
+        sentence = translate_request(model, [text], 0, beam, steps)
+        return lambda: translator.Translate(sentence, timeout=300)
     pixels = np.random.default_rng(0).integers(0, 256, (1, 28, 28)).astype(np.uint8)
     if api == "smallserve":
         stub = api_grpc.ModelServiceStub(channel)

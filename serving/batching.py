@@ -44,6 +44,11 @@ class BatchingConfig:
     max_queue_delay_us: int = 0
     max_queue_size: int = 4096  # rows waiting, per model version
     instances: int = 1  # batches of one model running at once
+    # sequence models: decode calls step by step together, admitting and releasing calls
+    # between steps (serving.decoding.scheduler); False merges whole decodes as above
+    iteration_level: bool = True
+    step_rows: int = 128  # decoder rows per step
+    caller_share: float = 0.5  # most of a step batch one caller may hold while others wait
 
     def for_model(self, overrides: dict[str, Any]) -> BatchingConfig:
         """A model's manifest (serving.dynamic_batching) may tune its own batching."""
@@ -132,8 +137,14 @@ class DynamicBatcher:
     _running: int = 0  # batches running now, at most config.instances
     _task: asyncio.Task[None] | None = None
 
-    async def submit(self, payload: Any, deadline: float | None) -> tuple[Any, int, int]:
-        """This call's result, with the ns it spent queued and computing."""
+    def inferences(self, payload: Any) -> int:
+        """What the call counts for in the statistics: its rows."""
+        return self.strategy.rows(payload)
+
+    async def submit(self, payload: Any, deadline: float | None,
+                     caller: str = "") -> tuple[Any, int, int]:
+        """This call's result, with the ns it spent queued and computing (calls merge in
+        arrival order, whoever their caller)."""
         rows = self.strategy.rows(payload)
         if self._queued_rows + rows > self.config.max_queue_size:
             raise TooLarge(f"model {self.name} has {self._queued_rows} rows queued; "

@@ -140,6 +140,21 @@ def build_parser() -> argparse.ArgumentParser:
     batching.add_argument("--batch-queue-size", type=int,
                           default=int(_env("batch_queue_size", "4096")),
                           help="rows that may wait per model; more is RESOURCE_EXHAUSTED")
+    batching.add_argument("--decode-batching", choices=["step", "merge"],
+                          default=_env("decode_batching", "step"),
+                          help="translation and captioning: 'step' decodes calls step by step "
+                               "together, admitting new calls and releasing ended ones between "
+                               "decoder steps (iteration-level batching), so a short call never "
+                               "waits for a long one; 'merge' merges whole decodes of calls "
+                               "that arrive together")
+    batching.add_argument("--step-max-rows", type=int,
+                          default=int(_env("step_max_rows", "128")),
+                          help="decoder rows (sequences x beam) per step with --decode-batching "
+                               "step; a larger single call runs alone")
+    batching.add_argument("--caller-share", type=float,
+                          default=float(_env("caller_share", "0.5")),
+                          help="the most of a step batch one caller (connection) may hold while "
+                               "others wait")
     batching.add_argument("--batch-instances", type=int,
                           default=int(_env("batch_instances", "1")),
                           help="runs of one model at once")
@@ -172,13 +187,15 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         if not sep or not name or parsed is None:
             parser.error(f"--model-providers expects NAME=LIST, got {item!r}")
         model_providers[name] = parsed
+    if not 0 < args.caller_share <= 1:
+        parser.error("--caller-share must lie in (0, 1]")
     if args.load_model and args.model_control != "explicit":
         parser.error("--load-model goes with --model-control explicit (poll mode serves every "
                      "model of the repository)")
     for flag in ("workers", "max_message_bytes", "batch_max_size", "batch_queue_size",
                  "batch_instances", "processes", "max_image_pixels", "max_text_bytes",
                  "max_call_pixels", "max_call_elements", "max_decode_steps",
-                 "max_search_memory_bytes",
+                 "max_search_memory_bytes", "step_max_rows",
                  "max_loaded_versions"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1")
@@ -198,7 +215,9 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         batching=BatchingConfig(enabled=args.batching == "on", max_batch_size=args.batch_max_size,
                                 max_queue_delay_us=max(0, args.batch_max_delay_us),
                                 max_queue_size=args.batch_queue_size,
-                                instances=args.batch_instances),
+                                instances=args.batch_instances,
+                                iteration_level=args.decode_batching == "step",
+                                step_rows=args.step_max_rows, caller_share=args.caller_share),
         metrics_port=args.metrics_port, http_port=args.http_port, processes=args.processes,
         reuse_port=args.reuse_port == "on",
         security=security_from_args(args, parser),

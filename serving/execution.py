@@ -84,6 +84,10 @@ class InferencePool:
                 previous + SMOOTHING * (ns - previous)
         return outcome
 
+    @property
+    def closing(self) -> bool:
+        return self._closing.is_set()
+
     def abandon_all(self) -> None:
         """Every running job stops at its next step (the grace period is over)."""
         self._closing.set()

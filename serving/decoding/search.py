@@ -35,31 +35,88 @@ def length_penalty(length: np.ndarray | int, alpha: float) -> np.ndarray | float
     return ((5.0 + length) / 6.0) ** alpha
 
 
+class Search:
+    """One decode in progress, driven one decoder step at a time by whoever owns the step
+    function: a plain loop (run_search), or a scheduler that runs the rows of many searches
+    in one step batch and admits and releases searches between steps."""
+
+    done: bool
+    # changes whenever the rows' memory and mask are replaced (rows dropped), so a scheduler
+    # can keep its padded concatenation of them until then
+    rows_version: int = 0
+
+    def inputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(previous ids [R], state [R, D], memory [R, S, M], mask [R, S]) of the next step."""
+        raise NotImplementedError
+
+    def advance(self, log_probs: np.ndarray, state: np.ndarray, attention: np.ndarray) -> None:
+        """Take one step's outputs for this search's rows."""
+        raise NotImplementedError
+
+    def hypotheses(self) -> list[Hypothesis]:
+        """One per sentence, in order, once done."""
+        raise NotImplementedError
+
+
+def run_search(search: Search, step: StepFn) -> list[Hypothesis]:
+    while not search.done:
+        stop_if_abandoned()
+        search.advance(*step(*search.inputs()))
+    return search.hypotheses()
+
+
 def greedy_decode(step: StepFn, state: np.ndarray, memory: np.ndarray, mask: np.ndarray,
                   bos_id: int, eos_id: int, max_lengths: np.ndarray) -> list[Hypothesis]:
-    batch, source_len = mask.shape
-    max_lengths = np.asarray(max_lengths, dtype=np.int64)
-    alive = np.flatnonzero(max_lengths > 0)
-    limits = max_lengths[alive]
-    prev = np.full(len(alive), bos_id, np.int64)
-    state, memory, mask = state[alive], memory[alive], mask[alive]
-    # per step: the sentences it ran, their best token, its log-probability and attention.
-    # Every live sentence has emitted exactly t tokens at step t, so the loop only records;
-    # the hypotheses are assembled once at the end.
-    steps: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-    while len(alive):
-        stop_if_abandoned()
-        step_log_probs, state, step_attention = step(prev, state, memory, mask)
-        best = step_log_probs.argmax(axis=1)
-        best_lp = np.take_along_axis(step_log_probs, best[:, None], 1)[:, 0]
-        steps.append((alive, best, best_lp, step_attention))
-        keep = (best != eos_id) & (limits > len(steps))
+    return run_search(GreedySearch(state, memory, mask, bos_id, eos_id, max_lengths), step)
+
+
+def beam_search(step: StepFn, state: np.ndarray, memory: np.ndarray, mask: np.ndarray,
+                bos_id: int, eos_id: int, max_lengths: np.ndarray, beam_size: int,
+                length_penalty_alpha: float = 0.0) -> list[Hypothesis]:
+    """The best hypothesis per sentence, ranked by log-probability / length_penalty."""
+    return run_search(BeamSearch(state, memory, mask, bos_id, eos_id, max_lengths, beam_size,
+                                 length_penalty_alpha), step)
+
+
+class GreedySearch(Search):
+    """The most probable token at every step, per sentence."""
+
+    def __init__(self, state: np.ndarray, memory: np.ndarray, mask: np.ndarray, bos_id: int,
+                 eos_id: int, max_lengths: np.ndarray) -> None:
+        self.batch, self.source_len = mask.shape
+        self.eos_id = eos_id
+        max_lengths = np.asarray(max_lengths, dtype=np.int64)
+        self.alive = np.flatnonzero(max_lengths > 0)
+        self.limits = max_lengths[self.alive]
+        self.prev = np.full(len(self.alive), bos_id, np.int64)
+        self.state, self.memory, self.mask = state[self.alive], memory[self.alive], \
+            mask[self.alive]
+        # per step: the sentences it ran, their best token, its log-probability and
+        # attention. Every live sentence has emitted exactly t tokens at step t, so a step
+        # only records; the hypotheses are assembled once at the end.
+        self.steps: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+
+    @property
+    def done(self) -> bool:  # type: ignore[override]
+        return not len(self.alive)
+
+    def inputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return self.prev, self.state, self.memory, self.mask
+
+    def advance(self, log_probs: np.ndarray, state: np.ndarray, attention: np.ndarray) -> None:
+        best = log_probs.argmax(axis=1)
+        best_lp = np.take_along_axis(log_probs, best[:, None], 1)[:, 0]
+        self.steps.append((self.alive, best, best_lp, attention))
+        keep = (best != self.eos_id) & (self.limits > len(self.steps))
         if keep.all():  # the usual case: nothing to drop, so no copy of the memory
-            prev = best
-            continue
-        alive, prev, limits = alive[keep], best[keep], limits[keep]
-        state, memory, mask = state[keep], memory[keep], mask[keep]
-    return _greedy_hypotheses(steps, batch, source_len, eos_id)
+            self.prev, self.state = best, state
+            return
+        self.alive, self.prev, self.limits = self.alive[keep], best[keep], self.limits[keep]
+        self.state, self.memory, self.mask = state[keep], self.memory[keep], self.mask[keep]
+        self.rows_version += 1
+
+    def hypotheses(self) -> list[Hypothesis]:
+        return _greedy_hypotheses(self.steps, self.batch, self.source_len, self.eos_id)
 
 
 def _greedy_hypotheses(steps: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
@@ -85,9 +142,7 @@ def _greedy_hypotheses(steps: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.
             for b, n in enumerate(lengths)]
 
 
-def beam_search(step: StepFn, state: np.ndarray, memory: np.ndarray, mask: np.ndarray,
-                bos_id: int, eos_id: int, max_lengths: np.ndarray, beam_size: int,
-                length_penalty_alpha: float = 0.0) -> list[Hypothesis]:
+class BeamSearch(Search):
     """The best hypothesis per sentence, ranked by log-probability / length_penalty.
 
     Per step, all sentences at once: each row's k best tokens (a row's share of its sentence's
@@ -95,79 +150,95 @@ def beam_search(step: StepFn, state: np.ndarray, memory: np.ndarray, mask: np.nd
     sentence. History is kept as per-step back-pointers and read back only for hypotheses
     that end, rather than copying every beam's whole history at every step.
     """
-    batch, source_len = mask.shape
-    k = beam_size
-    max_lengths = np.asarray(max_lengths, dtype=np.int64)
-    results: list[Hypothesis | None] = [None] * batch
-    candidates: list[list[Hypothesis]] = [[] for _ in range(batch)]
-    sentences = np.flatnonzero(max_lengths > 0)  # sentences still searching
-    for b in np.flatnonzero(max_lengths <= 0):
-        results[b] = Hypothesis([], [], np.zeros((0, source_len), np.float32), 0.0, False)
-    rows = np.repeat(sentences, k)
-    state, memory, mask = state[rows], memory[rows], mask[rows]
-    scores = np.tile(np.r_[0.0, np.full(k - 1, -np.inf)], len(sentences))  # one live beam
-    prev = np.full(len(rows), bos_id, np.int64)
-    # per sentence: how many hypotheses ended, and the best of their (normalised) scores
-    found = np.zeros(batch, np.int64)
-    best_found = np.full(batch, -np.inf)
-    history = _History()
-    t = 0
-    while len(sentences):
-        stop_if_abandoned()
-        step_log_probs, state, step_attention = step(prev, state, memory, mask)
-        n, vocab = len(sentences), step_log_probs.shape[1]
+
+    def __init__(self, state: np.ndarray, memory: np.ndarray, mask: np.ndarray, bos_id: int,
+                 eos_id: int, max_lengths: np.ndarray, beam_size: int,
+                 length_penalty_alpha: float = 0.0) -> None:
+        batch, self.source_len = mask.shape
+        k = self.k = beam_size
+        self.eos_id, self.alpha = eos_id, length_penalty_alpha
+        self.max_lengths = max_lengths = np.asarray(max_lengths, dtype=np.int64)
+        self.results: list[Hypothesis | None] = [None] * batch
+        self.candidates: list[list[Hypothesis]] = [[] for _ in range(batch)]
+        self.sentences = np.flatnonzero(max_lengths > 0)  # sentences still searching
+        for b in np.flatnonzero(max_lengths <= 0):
+            self.results[b] = Hypothesis([], [], np.zeros((0, self.source_len), np.float32),
+                                         0.0, False)
+        rows = np.repeat(self.sentences, k)
+        self.state, self.memory, self.mask = state[rows], memory[rows], mask[rows]
+        # one live beam per sentence to start with
+        self.scores = np.tile(np.r_[0.0, np.full(k - 1, -np.inf)], len(self.sentences))
+        self.prev = np.full(len(rows), bos_id, np.int64)
+        # per sentence: how many hypotheses ended, and the best of their (normalised) scores
+        self.found = np.zeros(batch, np.int64)
+        self.best_found = np.full(batch, -np.inf)
+        self.history = _History()
+        self.t = 0
+
+    @property
+    def done(self) -> bool:  # type: ignore[override]
+        return not len(self.sentences)
+
+    def inputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return self.prev, self.state, self.memory, self.mask
+
+    def advance(self, log_probs: np.ndarray, state: np.ndarray, attention: np.ndarray) -> None:
+        k, sentences, history = self.k, self.sentences, self.history
+        n, vocab = len(sentences), log_probs.shape[1]
         per_row = min(k, vocab)
         if per_row < vocab:
-            best_tokens = np.argpartition(step_log_probs, vocab - per_row, axis=1)[:, -per_row:]
+            best_tokens = np.argpartition(log_probs, vocab - per_row, axis=1)[:, -per_row:]
         else:
-            best_tokens = np.broadcast_to(np.arange(vocab), step_log_probs.shape)
-        total = (scores[:, None] + np.take_along_axis(step_log_probs, best_tokens, 1)) \
+            best_tokens = np.broadcast_to(np.arange(vocab), log_probs.shape)
+        total = (self.scores[:, None] + np.take_along_axis(log_probs, best_tokens, 1)) \
             .reshape(n, k * per_row)
         top = np.argsort(-total, axis=1, kind="stable")[:, :k]
         origin = (np.arange(n)[:, None] * k + top // per_row).ravel()
         token = best_tokens[origin, (top % per_row).ravel()]
         scores = np.take_along_axis(total, top, 1).ravel()
-        token_lp = step_log_probs[origin, token].astype(np.float32)
+        token_lp = log_probs[origin, token].astype(np.float32)
         state = state[origin]
-        history.add(origin, token, token_lp, step_attention[origin])
-        t += 1
-        ended = (token == eos_id) & np.isfinite(scores)
+        history.add(origin, token, token_lp, attention[origin])
+        self.t += 1
+        ended = (token == self.eos_id) & np.isfinite(scores)
         for row in np.flatnonzero(ended):  # a few per step: finished hypotheses leave the beam
             b = sentences[row // k]
-            hyp = _hypothesis(*history.read(row, ended=True), scores[row], True,
-                              length_penalty_alpha)
-            candidates[b].append(hyp)
-            found[b] += 1
-            best_found[b] = max(best_found[b], hyp.score)
+            hyp = _hypothesis(*history.read(row, ended=True), scores[row], True, self.alpha)
+            self.candidates[b].append(hyp)
+            self.found[b] += 1
+            self.best_found[b] = max(self.best_found[b], hyp.score)
         scores = np.where(ended, -np.inf, scores)
         live = scores.reshape(n, k)
         best_live = live.max(axis=1)
-        at_limit = t >= max_lengths[sentences]
+        at_limit = self.t >= self.max_lengths[sentences]
         # log-probabilities only fall, so a live beam's raw score bounds its future; a length
         # penalty divides a negative score least at the longest length it could reach
         bound = np.where(best_live < 0, best_live / length_penalty(
-            max_lengths[sentences] + 1, length_penalty_alpha), best_live)
+            self.max_lengths[sentences] + 1, self.alpha), best_live)
         done = at_limit | ~np.isfinite(best_live) | (
-            (found[sentences] >= k) & (best_found[sentences] >= bound))
+            (self.found[sentences] >= k) & (self.best_found[sentences] >= bound))
         for s in np.flatnonzero(done):
             b = sentences[s]
             if at_limit[s]:
                 for row in range(s * k, (s + 1) * k):
                     if np.isfinite(scores[row]):
-                        candidates[b].append(_hypothesis(
-                            *history.read(row, ended=False), scores[row], False,
-                            length_penalty_alpha))
-            results[b] = max(candidates[b], key=lambda h: h.score, default=Hypothesis(
-                [], [], np.zeros((0, source_len), np.float32), -np.inf, False))
+                        self.candidates[b].append(_hypothesis(
+                            *history.read(row, ended=False), scores[row], False, self.alpha))
+            self.results[b] = max(self.candidates[b], key=lambda h: h.score, default=Hypothesis(
+                [], [], np.zeros((0, self.source_len), np.float32), -np.inf, False))
         if done.any():
             keep_rows = np.flatnonzero(np.repeat(~done, k))
-            sentences = sentences[~done]
-            scores, prev = scores[keep_rows], token[keep_rows]
-            state, memory, mask = state[keep_rows], memory[keep_rows], mask[keep_rows]
+            self.sentences = sentences[~done]
+            self.scores, self.prev = scores[keep_rows], token[keep_rows]
+            self.state, self.memory, self.mask = state[keep_rows], self.memory[keep_rows], \
+                self.mask[keep_rows]
             history.keep(keep_rows)
+            self.rows_version += 1
         else:
-            prev = token
-    return [r for r in results if r is not None]
+            self.scores, self.prev, self.state = scores, token, state
+
+    def hypotheses(self) -> list[Hypothesis]:
+        return [r for r in self.results if r is not None]
 
 
 class _History:

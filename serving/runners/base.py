@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from serving.batching import BatchStrategy, TensorBatching
 from serving.errors import InvalidInput
 from serving.repository import Manifest, TensorSpec
 from serving.runtime.session import SessionConfig, create_session
+
+if TYPE_CHECKING:
+    from serving.decoding.scheduler import StepStrategy
 
 Tensors = dict[str, np.ndarray]
 Parameters = dict[str, Any]
@@ -88,6 +91,11 @@ class Runner:
     def batch_strategy(self) -> BatchStrategy:
         """How concurrent calls to this model merge into one run."""
         return TensorBatching(self.run_graph, (self.name, self.version))
+
+    def step_strategy(self) -> StepStrategy | None:
+        """For sequence models: how calls are decoded step by step together (iteration-level
+        batching); None for models that run once per call."""
+        return None
 
     def outputs(self, result: Any, names: list[str]) -> Tensors:
         """One call's result (what the strategy's run gave it) as the named output tensors."""

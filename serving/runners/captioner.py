@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from serving.batching import split
+from serving.decoding.search import Hypothesis, Search, run_search
 from serving.repository import Manifest, TensorSpec
 from serving.runners.base import Parameters, Tensors
 from serving.runners.image import IMAGE_INPUT, ImageInput
@@ -69,6 +70,25 @@ class CaptionBatching:
 
     def inline_kind(self, rows: int) -> Hashable | None:
         return None  # a whole decode: never on the event loop
+
+
+class CaptionSteps:
+    """Caption calls decoded step by step together (serving.decoding.scheduler)."""
+
+    def __init__(self, runner: CaptionerRunner) -> None:
+        self.runner = runner
+        self.step = runner.step
+
+    def rows(self, payload: CaptionCall) -> int:
+        return self.runner.rows(len(payload.pixels), payload.beam_size)
+
+    def begin(self, payload: CaptionCall) -> Search:
+        return self.runner.start(payload.pixels, np.full(len(payload.pixels),
+                                                         payload.max_length, np.int64),
+                                 payload.beam_size)
+
+    def finish(self, payload: CaptionCall, hypotheses: list[Hypothesis]) -> list[CaptionResult]:
+        return self.runner.results(hypotheses)
 
 
 class CaptionerRunner(ImageInput, SequenceRunner):
@@ -131,10 +151,20 @@ class CaptionerRunner(ImageInput, SequenceRunner):
                beam_size: int = 0) -> list[CaptionResult]:
         """Encoder once over the images, then the search over the decoder step; limits are
         words per image."""
+        return self.results(run_search(self.start(pixels, limits, beam_size), self.step))
+
+    def start(self, pixels: np.ndarray, limits: np.ndarray, beam_size: int = 0) -> Search:
+        """The encoder over the images, and their search, not yet stepped."""
         memory, state = self.sessions["encoder"].run(["memory", "state"],
                                                      {self.input_name: pixels})
         mask = np.ones(memory.shape[:2], bool)
-        hyps = self.search(state, memory, mask, limits, beam_size, self.bos_id, self.eos_id)
+        return self.new_search(state, memory, mask, limits, beam_size, self.bos_id,
+                               self.eos_id)
+
+    def step_strategy(self) -> CaptionSteps:
+        return CaptionSteps(self)
+
+    def results(self, hyps: list[Hypothesis]) -> list[CaptionResult]:
         results = []
         for h in hyps:
             words = [self.vocab[t] if t < len(self.vocab) else "<unk>" for t in h.tokens]

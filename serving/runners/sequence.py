@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.decoding import Hypothesis, beam_search, greedy_decode
+from serving.decoding.search import BeamSearch, GreedySearch, Hypothesis, Search, run_search
 from serving.errors import InvalidInput, TooLarge
 from serving.preprocess.limits import input_limits
 from serving.repository import Manifest
@@ -69,16 +69,27 @@ class SequenceRunner(Runner):
         """One call's decoded sequences as every output tensor this model offers."""
         raise NotImplementedError
 
-    def search(self, state: np.ndarray, memory: np.ndarray, mask: np.ndarray,
-               max_lengths: np.ndarray, beam_size: int, bos_id: int,
-               eos_id: int) -> list[Hypothesis]:
+    def new_search(self, state: np.ndarray, memory: np.ndarray, mask: np.ndarray,
+                   max_lengths: np.ndarray, beam_size: int, bos_id: int,
+                   eos_id: int) -> Search:
+        """Greedy search if the beam is 1, beam search otherwise, not yet stepped."""
         beam_size = beam_size or self.default_beam
         if beam_size > MAX_BEAM_SIZE:
             raise InvalidInput(f"beam_size is at most {MAX_BEAM_SIZE}")
         if beam_size == 1:
-            return greedy_decode(self.step, state, memory, mask, bos_id, eos_id, max_lengths)
-        return beam_search(self.step, state, memory, mask, bos_id, eos_id, max_lengths,
-                           beam_size, self.length_penalty)
+            return GreedySearch(state, memory, mask, bos_id, eos_id, max_lengths)
+        return BeamSearch(state, memory, mask, bos_id, eos_id, max_lengths, beam_size,
+                          self.length_penalty)
+
+    def search(self, state: np.ndarray, memory: np.ndarray, mask: np.ndarray,
+               max_lengths: np.ndarray, beam_size: int, bos_id: int,
+               eos_id: int) -> list[Hypothesis]:
+        """A whole search, run alone."""
+        return run_search(self.new_search(state, memory, mask, max_lengths, beam_size,
+                                          bos_id, eos_id), self.step)
+
+    def rows(self, sequences: int, beam_size: int) -> int:
+        return sequences * (beam_size or self.default_beam)
 
     def step(self, prev: np.ndarray, state: np.ndarray, memory: np.ndarray,
              mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

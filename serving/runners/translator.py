@@ -17,7 +17,7 @@ import numpy as np
 import sentencepiece as spm
 
 from serving.batching import split
-from serving.decoding import Hypothesis
+from serving.decoding.search import Hypothesis, Search, run_search
 from serving.errors import InvalidInput
 from serving.preprocess.tensors import pad_batch
 from serving.preprocess.text import decode_texts
@@ -90,6 +90,25 @@ class SentenceBatching:
 
     def inline_kind(self, rows: int) -> Hashable | None:
         return None  # a whole decode: never on the event loop
+
+
+class TranslationSteps:
+    """Translate calls decoded step by step together (serving.decoding.scheduler): each
+    call's sentences are encoded on admission and their rows join the running step batch."""
+
+    def __init__(self, runner: TranslatorRunner) -> None:
+        self.runner = runner
+        self.step = runner.step
+
+    def rows(self, payload: TranslationCall) -> int:
+        return self.runner.rows(len(payload.sources.ids), payload.beam_size)
+
+    def begin(self, payload: TranslationCall) -> Search:
+        return self.runner.start(payload.sources, payload.beam_size)
+
+    def finish(self, payload: TranslationCall,
+               hypotheses: list[Hypothesis]) -> list[TranslationResult]:
+        return self.runner.results(hypotheses, payload.sources)
 
 
 class TranslatorRunner(SequenceRunner):
@@ -174,14 +193,22 @@ class TranslatorRunner(SequenceRunner):
 
     def decode(self, sources: Sources, beam_size: int = 0) -> list[TranslationResult]:
         """Encoder once over the padded sentences, then the search over the decoder step."""
+        return self.results(run_search(self.start(sources, beam_size), self.step), sources)
+
+    def start(self, sources: Sources, beam_size: int = 0) -> Search:
+        """The encoder over the padded sentences, and their search, not yet stepped."""
         src_ids, lengths = pad_batch(sources.ids, self.pad_id)
         memory, state = self.sessions["encoder"].run(
             ["memory", "state"], {"src_ids": src_ids, "src_lengths": lengths})
         mask = np.arange(src_ids.shape[1])[None, :] < lengths[:, None]
-        hyps = self.search(state, memory, mask, np.array(sources.limits, np.int64), beam_size,
-                           self.bos_id, self.eos_id)
-        return [self._result(h, pieces)
-                for h, pieces in zip(hyps, sources.pieces, strict=True)]
+        return self.new_search(state, memory, mask, np.array(sources.limits, np.int64),
+                               beam_size, self.bos_id, self.eos_id)
+
+    def results(self, hyps: list[Hypothesis], sources: Sources) -> list[TranslationResult]:
+        return [self._result(h, pieces) for h, pieces in zip(hyps, sources.pieces, strict=True)]
+
+    def step_strategy(self) -> TranslationSteps:
+        return TranslationSteps(self)
 
     def translate(self, texts: list[str], beam_size: int = 0,
                   max_length: int = 0) -> list[TranslationResult]:

@@ -11,12 +11,14 @@ asyncio cancels the pool's future when the awaiting handler is cancelled.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from serving.batching import BatchingConfig, DynamicBatcher
+from serving.decoding.scheduler import SchedulingConfig, StepScheduler
 from serving.errors import InvalidInput, NotReady
 from serving.execution import InferencePool
 from serving.preprocess.tensors import check_batch_size, check_call_elements
@@ -41,7 +43,7 @@ class ServerContext:
     # one batcher per loaded model version, made on its first call
     # one batcher per loaded model version (None: batching off for it), made on its first
     # call; the runner's statistics tell a reloaded version from the one it replaced
-    _batchers: dict[tuple[str, int], tuple[RunnerStats, DynamicBatcher | None]] = field(
+    _batchers: dict[tuple[str, int], tuple[RunnerStats, Any]] = field(
         default_factory=dict)
 
     def check_ready(self) -> None:
@@ -67,7 +69,7 @@ class ServerContext:
         return result
 
     async def infer(self, runner: Runner, inputs: Tensors, parameters: Parameters,
-                    outputs: list[str], deadline: float | None) -> Tensors:
+                    outputs: list[str], deadline: float | None, caller: str = "") -> Tensors:
         """One call through the one inference path: checked, batched, named outputs."""
         if not inputs:
             raise InvalidInput(f"the call has no input; model {runner.name} takes "
@@ -78,18 +80,20 @@ class ServerContext:
             payload = runner.check(inputs, parameters)
         else:
             payload = await self.run(deadline, runner.check, inputs, parameters)
-        result = await self.batched(runner, payload, deadline)
+        result = await self.batched(runner, payload, deadline, caller)
         return runner.outputs(result, outputs)
 
-    async def batched(self, runner: Runner, payload: Any, deadline: float | None) -> Any:
+    async def batched(self, runner: Runner, payload: Any, deadline: float | None,
+                      caller: str = "") -> Any:
         """One checked call's result, merged with other calls through its model version's
         batcher, or run alone when batching is off; recorded in the runner's statistics.
         Only runs the strategy names may run inline (serving.execution); whole decodes never
         do."""
         batcher = self._batcher(runner)
         if batcher is not None:
-            rows = batcher.strategy.rows(payload)
-            return await self._recorded(runner, rows, batcher.submit, payload, deadline)
+            rows = batcher.inferences(payload)
+            return await self._recorded(runner, rows, functools.partial(
+                batcher.submit, caller=caller), payload, deadline)
         strategy = runner.batch_strategy()
         rows = strategy.rows(payload)
 
@@ -113,7 +117,7 @@ class ServerContext:
         runner.stats.record_request(rows, time.perf_counter_ns() - start, queue_ns, compute_ns)
         return result
 
-    def _batcher(self, runner: Runner) -> DynamicBatcher | None:
+    def _batcher(self, runner: Runner) -> DynamicBatcher | StepScheduler | None:
         key = (runner.name, runner.version)
         known = self._batchers.get(key)
         if known is not None and known[0] is runner.stats:
@@ -121,8 +125,19 @@ class ServerContext:
         # new, or the version was reloaded: decided once per loaded runner
         self._forget_unloaded()
         config = self.batching.for_model(runner.manifest.serving.get("dynamic_batching", {}))
-        batcher = DynamicBatcher(runner.name, config, self.pool, runner.batch_strategy(),
-                                 runner.stats) if config.enabled else None
+        steps = runner.step_strategy() if config.enabled and config.iteration_level else None
+        batcher: DynamicBatcher | StepScheduler | None
+        if steps is not None:
+            batcher = StepScheduler(runner.name, steps, self.pool, runner.stats,
+                                    SchedulingConfig(max_rows=config.step_rows,
+                                                     max_queue_rows=config.max_queue_size,
+                                                     caller_share=config.caller_share),
+                                    inferences=runner.batch_strategy().rows)
+        elif config.enabled:
+            batcher = DynamicBatcher(runner.name, config, self.pool, runner.batch_strategy(),
+                                     runner.stats)
+        else:
+            batcher = None
         self._batchers[key] = (runner.stats, batcher)
         return batcher
 

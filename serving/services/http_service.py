@@ -146,7 +146,7 @@ class HttpService:
         inputs, parameters, wanted, binary, request_id = call
         outputs = await oip.infer(self.ctx, runner, inputs, parameters,
                                   [(name, k) for name, k, _ in wanted],
-                                  _deadline(parameters))
+                                  _deadline(parameters), _caller(request))
         entries, chunks = [], []
         for (name, array), (_, _, binary_asked) in zip(outputs, wanted, strict=True):
             entry, raw = encode_output(name, array, binary or binary_asked)
@@ -201,6 +201,12 @@ def _classification(output: dict[str, Any]) -> int | None:
         return None
     return oip.int_parameter(parameters["classification"],
                              f"output {output['name'][:100]!r} classification")
+
+
+def _caller(request: web.Request) -> str:
+    """The connection a call came on: who the scheduler shares decoder steps fairly among."""
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return f"http:{peer[0]}:{peer[1]}" if peer else "http"
 
 
 def _deadline(parameters: dict[str, Any]) -> float | None:

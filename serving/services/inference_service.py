@@ -97,7 +97,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         parameters = {k: v for k, v in ((k, _value(p)) for k, p in request.parameters.items())
                       if v is not None}
         outputs = await oip.infer(self.ctx, runner, _inputs(request), parameters, wanted,
-                                  deadline_of(context))
+                                  deadline_of(context), context.peer())
         response = pb.ModelInferResponse(model_name=runner.name,
                                          model_version=str(runner.version), id=request.id)
         for name, array in outputs:

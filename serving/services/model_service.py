@@ -101,7 +101,7 @@ class ModelService(pb_grpc.ModelServiceServicer):
         out = await self.ctx.infer(runner, {"text": texts}, _search_parameters(request), [
             "translation", "source_pieces", "source_lengths", "target_pieces",
             "target_lengths", "token_probabilities", "attention", "scores", "finished"],
-            deadline_of(context))
+            deadline_of(context), context.peer())
         translations = []
         for i, text in enumerate(out["translation"]):
             s, t = int(out["source_lengths"][i]), int(out["target_lengths"][i])
@@ -120,7 +120,7 @@ class ModelService(pb_grpc.ModelServiceServicer):
         out = await self.ctx.infer(runner, _image_inputs(runner, request),
                                    _search_parameters(request), [
             "caption", "tokens", "caption_lengths", "token_probabilities", "attention",
-            "scores", "finished"], deadline_of(context))
+            "scores", "finished"], deadline_of(context), context.peer())
         captions = []
         for i, text in enumerate(out["caption"]):
             t = int(out["caption_lengths"][i])

@@ -142,13 +142,13 @@ def requested_outputs(runner: Runner,
 
 
 async def infer(ctx: ServerContext, runner: Runner, inputs: Tensors, parameters: Parameters,
-                wanted: list[tuple[str, int]], deadline: float | None) -> list[
-                    tuple[str, np.ndarray]]:
+                wanted: list[tuple[str, int]], deadline: float | None,
+                caller: str = "") -> list[tuple[str, np.ndarray]]:
     """One ModelInfer call through the one inference path, with the classification extension
     applied to the outputs that asked for it."""
     check_values(inputs)
     results = await ctx.infer(runner, inputs, parameters, list(dict.fromkeys(
-        name for name, _ in wanted)), deadline)
+        name for name, _ in wanted)), deadline, caller)
     outputs = []
     for name, k in wanted:
         array = results[name]

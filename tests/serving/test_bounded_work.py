@@ -129,7 +129,10 @@ def test_oversize_calls_are_refused_at_once_while_others_are_served(server):
     assert "--max-call-pixels" in answers["40-megapixel images x 1024"][2] or \
         "exceeds" in answers["40-megapixel images x 1024"][2]
     assert not probe.errors and probe.latencies
-    assert max(probe.latencies) < 1.0, max(probe.latencies)
+    # Receiving and parsing a 40-60 MB message holds the event loop for a few hundred ms in
+    # Python gRPC (measured 0.4-0.6 s on a busy 2-core machine): under --max-message-bytes
+    # such a message is refused by gRPC's core before Python sees it. Generous for CI.
+    assert max(probe.latencies) < 3.0, max(probe.latencies)
 
 
 def test_call_budgets_name_the_figure_and_the_limit(tmp_path):
@@ -230,3 +233,30 @@ def test_a_thousand_idle_connections_do_not_lock_clients_out(server):
     finally:
         for s in sockets:
             s.close()
+
+
+def test_a_short_call_finishes_in_its_own_steps_while_long_ones_run(long_decodes):
+    """Iteration-level batching: a one-word greedy call joins the running step batch and
+    leaves it when done, instead of waiting for the long decodes to end."""
+    words = " ".join(bench_models.translation().words[:40])
+    long = translate_request("bench-translate", [words], 0, 16, 150)
+    short = translate_request("bench-translate", ["kelo"], 0, 1, 3)
+    with ServerProcess(long_decodes) as server:
+        channels = [grpc.insecure_channel(server.target) for _ in range(4)]
+        try:
+            stubs = [api_grpc.ModelServiceStub(c) for c in channels]
+            start = time.perf_counter()
+            stubs[0].Translate(long, timeout=120)
+            alone = time.perf_counter() - start
+            running = [stub.Translate.future(long, timeout=120) for stub in stubs[1:]]
+            time.sleep(alone / 4)  # the long decodes are under way
+            start = time.perf_counter()
+            stubs[0].Translate(short, timeout=120)
+            waited = time.perf_counter() - start
+            assert not all(f.done() for f in running)
+            for f in running:
+                f.result()
+        finally:
+            for c in channels:
+                c.close()
+    assert waited < alone / 3, f"short call {waited:.2f} s beside long ones of {alone:.2f} s"

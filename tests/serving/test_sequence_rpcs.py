@@ -178,7 +178,8 @@ def merging_server(seq_server):
     """The same models behind a 50 ms queue delay, so concurrent calls surely meet in the
     queue: the toy decodes take well under a millisecond, less than a client thread needs to
     send the next call, and without a delay whether two calls overlap is up to the machine."""
-    with ServerProcess(seq_server.repository, "--batch-max-delay-us", "50000") as server:
+    with ServerProcess(seq_server.repository, "--batch-max-delay-us", "50000",
+                       "--decode-batching", "merge") as server:
         server.repository = seq_server.repository
         yield server
 
@@ -211,6 +212,40 @@ def test_concurrent_translate_calls_merge_and_each_gets_its_own(merging_server):
     assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert rows_after - rows_before == sum(map(len, calls))
     assert runs_after - runs_before < len(calls), "no two Translate calls shared a decode"
+
+
+@pytest.mark.parametrize("model, beam", [("toy-translate", 1), ("toy-translate", 3),
+                                         ("toy-caption", 2)])
+def test_calls_decoded_step_by_step_together_get_what_they_get_alone(seq_server, model, beam):
+    """Iteration-level batching (the default): concurrent calls of any beam size and source
+    length share decoder steps, joining and leaving between steps, and each gets exactly
+    what it gets when it runs alone; together they run fewer steps than one after another."""
+    rng = np.random.default_rng(5)
+    if model == "toy-translate":
+        calls = [MIXED[i % 3:i % 3 + 1 + i % 2] for i in range(12)]
+        send = lambda client, call: [t["text"] + repr(t["attention"])  # noqa: E731
+                                     for t in client.translate(model, call, beam_size=beam)
+                                     ["translations"]]
+    else:
+        calls = [rng.integers(0, 256, (1 + i % 2, 32, 32)).astype(np.uint8) for i in range(12)]
+        send = lambda client, call: [" ".join(c["tokens"]) + repr(c["attention"])  # noqa: E731
+                                     for c in client.caption(model, pixels=call, beam_size=beam)
+                                     ["captions"]]
+
+    def steps():
+        with grpc.insecure_channel(seq_server.target) as channel:
+            return oip_grpc.GRPCInferenceServiceStub(channel).ModelStatistics(
+                oip.ModelStatisticsRequest(name=model), timeout=5).model_stats[0] \
+                .execution_count
+
+    with Client(seq_server.target) as client, ThreadPoolExecutor(12) as pool:
+        before = steps()
+        alone = [send(client, call) for call in calls]
+        between = steps()
+        together = list(pool.map(lambda call: send(client, call), calls))
+        after = steps()
+    assert together == alone
+    assert after - between < between - before, "no two calls shared a decoder step"
 
 
 def test_sentence_batching_keys_on_beam_size_and_length_bucket(seq_server):

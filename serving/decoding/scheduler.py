@@ -1,0 +1,277 @@
+"""Iteration-level batching of decodes (the scheduling of Orca and continuous-batching
+servers), over an encoder + decoder-step model.
+
+One step batch runs per model version, one decoder step at a time, on a worker of the pool.
+Between steps it releases the calls whose sentences have all ended, drops the calls nobody
+waits for any more (cancelled, past their deadline, or the server closing), and admits calls
+that arrived meanwhile: each is encoded and its rows (sentences x beam) join the next step.
+Rows of different source lengths share a step through padding and masks. A short call thus
+finishes in its own few steps even while long ones run, and every step runs as many rows as
+are waiting.
+
+Admission is fair between callers: pending calls are taken round-robin by caller (the
+connection they came on), and while others wait no caller may hold more than `caller_share`
+of the step batch's rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from serving.batching import RunRecorder
+from serving.decoding.search import Hypothesis, Search
+from serving.errors import Abandoned, DeadlineExceeded, TooLarge
+from serving.execution import InferencePool
+
+StepOutputs = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+class StepStrategy(Protocol):
+    """What a sequence model supplies to have its calls decoded step by step together."""
+
+    def rows(self, payload: Any) -> int:
+        """Decoder rows the call adds to a step: its sequences x beam."""
+
+    def begin(self, payload: Any) -> Search:
+        """Encode the call's inputs (on the scheduler's worker) and start its search."""
+
+    def finish(self, payload: Any, hypotheses: list[Hypothesis]) -> Any:
+        """The call's result from its ended search."""
+
+    def step(self, prev: np.ndarray, state: np.ndarray, memory: np.ndarray,
+             mask: np.ndarray) -> StepOutputs: ...
+
+
+@dataclass(frozen=True)
+class SchedulingConfig:
+    max_rows: int = 128  # decoder rows per step (a larger single call runs alone)
+    # rows beyond max_rows kept for small calls (a few greedy sentences): they join at the
+    # next step even when large calls fill the batch, so they never wait for one to end
+    small_call_rows: int = 16
+    max_queue_rows: int = 16384  # rows waiting to be admitted, per model version
+    caller_share: float = 0.5  # most of a step batch one caller may hold while others wait
+
+
+@dataclass
+class _Call:
+    payload: Any
+    rows: int
+    caller: str
+    future: asyncio.Future[tuple[Any, int, int]]
+    loop: asyncio.AbstractEventLoop
+    deadline: float | None
+    enqueued_ns: int
+    abandoned: threading.Event = field(default_factory=threading.Event)
+    serial: int = 0  # tells this call's search from any other, as id() would not
+    search: Search | None = None
+    started_ns: int = 0
+
+    def resolve(self, value: Any = None, error: BaseException | None = None) -> None:
+        def settle() -> None:
+            if self.future.done():
+                return
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result(value)
+        self.loop.call_soon_threadsafe(settle)
+
+
+class StepScheduler:
+    def __init__(self, name: str, strategy: StepStrategy, pool: InferencePool,
+                 recorder: RunRecorder, config: SchedulingConfig = SchedulingConfig(),
+                 inferences: Callable[[Any], int] | None = None) -> None:
+        """inferences: what a call counts for in the statistics (its sequences; by default
+        its decoder rows)."""
+        self.name = name
+        self.inferences = inferences or strategy.rows
+        self.strategy = strategy
+        self.pool = pool
+        self.recorder = recorder
+        self.config = config
+        self._lock = threading.Lock()
+        self._pending: dict[str, deque[_Call]] = {}  # per caller, in arrival order
+        self._pending_rows = 0
+        self._active: list[_Call] = []
+        self._running = False
+        self._serial = 0
+        self._memory_key: tuple[tuple[int, int], ...] = ()
+        self._memory: tuple[np.ndarray, np.ndarray] | None = None
+
+    async def submit(self, payload: Any, deadline: float | None,
+                     caller: str = "") -> tuple[Any, int, int]:
+        """This call's result, with the ns it waited to be admitted and the ns it ran."""
+        loop = asyncio.get_running_loop()
+        rows = self.strategy.rows(payload)
+        call = _Call(payload, rows, caller, loop.create_future(), loop, deadline,
+                     time.perf_counter_ns())
+        with self._lock:
+            if self._pending_rows + rows > self.config.max_queue_rows:
+                raise TooLarge(f"model {self.name} has {self._pending_rows} decoder rows "
+                               f"waiting; the queue holds {self.config.max_queue_rows}")
+            self._serial += 1
+            call.serial = self._serial
+            self._pending.setdefault(caller, deque()).append(call)
+            self._pending_rows += rows
+            start = not self._running
+            self._running = True
+        if start:
+            loop.run_in_executor(self.pool.executor, self._run)
+        try:
+            return await call.future
+        except asyncio.CancelledError:
+            call.abandoned.set()  # its rows leave the step batch at the next step
+            raise
+
+    # -- the step loop, on one worker of the pool ------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while self._admit() or self._active:
+                self._drop_gone()
+                if self._active:
+                    self._step()
+                    self._release_ended()
+        except BaseException as e:  # a failed step fails the calls in it, never the server
+            for call in self._active:
+                call.resolve(error=e)
+            self._active = []
+            with self._lock:
+                self._running = False
+                restart = bool(self._pending)
+            if restart:  # calls that arrived meanwhile still get their turn
+                with self._lock:
+                    self._running = True
+                self._run()
+
+    def _admit(self) -> bool:
+        """Take pending calls into the step batch, round-robin by caller, within the row
+        budget; encode each. False when nothing runs or waits any more (the loop ends)."""
+        admitted = []
+        with self._lock:
+            rows = sum(c.rows for c in self._active)
+            held: dict[str, int] = {}
+            for c in self._active:
+                held[c.caller] = held.get(c.caller, 0) + c.rows
+            progress = True
+            while progress and self._pending:
+                progress = False
+                for caller in list(self._pending):
+                    queue = self._pending[caller]
+                    others_wait = len(self._pending) > 1
+                    # a caller's first call that fits: its small calls never wait behind its
+                    # own large ones (many clients may share one proxy's connection)
+                    call = next((c for c in queue if self._fits(c, rows, not admitted)), None)
+                    if call is None:
+                        continue
+                    if others_wait and held.get(caller) and held[caller] + call.rows > \
+                            self.config.caller_share * self.config.max_rows:
+                        continue
+                    queue.remove(call)
+                    if not queue:
+                        del self._pending[caller]
+                    self._pending_rows -= call.rows
+                    rows += call.rows
+                    held[caller] = held.get(caller, 0) + call.rows
+                    admitted.append(call)
+                    progress = True
+            if not admitted and not self._active and not self._pending:
+                self._running = False
+                return False
+        for call in admitted:
+            if self._gone(call):
+                continue
+            call.started_ns = time.perf_counter_ns()
+            try:
+                call.search = self.strategy.begin(call.payload)
+            except Exception as e:  # a call whose encoding fails fails alone
+                call.resolve(error=e)
+                continue
+            self._active.append(call)
+        return True
+
+    def _fits(self, call: _Call, rows: int, first: bool) -> bool:
+        """Whether the call's rows fit beside `rows` running ones; a call larger than the
+        whole budget runs alone, when nothing else does."""
+        room = self.config.max_rows
+        if call.rows <= self.config.small_call_rows:
+            room += self.config.small_call_rows
+        return rows + call.rows <= room or (not rows and first)
+
+    def _gone(self, call: _Call) -> bool:
+        """Resolve and report calls nobody waits for (their rows are dropped)."""
+        if call.abandoned.is_set() or self.pool.closing:
+            call.resolve(error=Abandoned("every caller of this work is gone"))
+            return True
+        if call.deadline is not None and time.monotonic() >= call.deadline:
+            call.resolve(error=DeadlineExceeded("the deadline passed while the call was "
+                                                "decoding"))
+            return True
+        return False
+
+    def _drop_gone(self) -> None:
+        self._active = [c for c in self._active if not self._gone(c)]
+
+    def _step(self) -> None:
+        calls = [c for c in self._active if c.search is not None]
+        searches = [c.search for c in calls if c.search is not None]
+        parts = [s.inputs() for s in searches]
+        memory, mask = self._padded_memory(
+            tuple((c.serial, s.rows_version) for c, s in zip(calls, searches, strict=True)),
+            parts)
+        prev = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+        state = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
+        log_probs, new_state, attention = self.strategy.step(prev, state, memory, mask)
+        self.recorder.record_execution(len(prev))
+        start = 0
+        for search, part in zip(searches, parts, strict=True):
+            end = start + len(part[0])
+            search.advance(log_probs[start:end], new_state[start:end],
+                           attention[start:end, :part[3].shape[1]])
+            start = end
+
+    def _padded_memory(self, key: tuple[tuple[int, int], ...],
+                       parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, np.ndarray]:
+        """Every row's memory and mask in one batch, padded to the longest source; rebuilt
+        only when a search's rows changed, not at every step."""
+        if len(parts) == 1:
+            return parts[0][2], parts[0][3]
+        if key != self._memory_key or self._memory is None:
+            longest = max(p[2].shape[1] for p in parts)
+            rows = sum(len(p[2]) for p in parts)
+            first = parts[0][2]
+            memory = np.zeros((rows, longest, *first.shape[2:]), first.dtype)
+            mask = np.zeros((rows, longest), bool)
+            start = 0
+            for p in parts:
+                end = start + len(p[2])
+                memory[start:end, :p[2].shape[1]] = p[2]
+                mask[start:end, :p[3].shape[1]] = p[3]
+                start = end
+            self._memory_key, self._memory = key, (memory, mask)
+        return self._memory
+
+    def _release_ended(self) -> None:
+        still = []
+        for call in self._active:
+            search = call.search
+            if search is None or not search.done:
+                still.append(call)
+                continue
+            try:
+                result = self.strategy.finish(call.payload, search.hypotheses())
+            except Exception as e:
+                call.resolve(error=e)
+                continue
+            now = time.perf_counter_ns()
+            call.resolve((result, call.started_ns - call.enqueued_ns, now - call.started_ns))
+        self._active = still
+
