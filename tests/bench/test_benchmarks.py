@@ -86,3 +86,22 @@ def test_rest_vs_grpc_side_by_side() -> None:
         ("grpc", 1), ("rest", 1), ("grpc", 32), ("rest", 32)]
     assert all(r["errors"] == 0 and r["requests"] > 0 for r in rows)
     assert rows[0]["throughput_vs_grpc"] == 1.0
+
+
+@pytest.mark.slow
+def test_hostile_load_step_vs_merge(request: pytest.FixtureRequest,
+                                    small_translation: models.Translation) -> None:
+    """Two minutes of load processes on two cores: run with -m slow."""
+    if "slow" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("two minutes of load: run with -m slow")
+    from bench import hostile_load
+    rows = hostile_load.run(quick=True, seconds=1.0, translation=small_translation)
+    flooded = [r for r in rows if r["benchmark"] == "flooded_translator"]
+    assert {(r["decode_batching"], r["calls"].split(":")[0]) for r in flooded} == {
+        (m, c) for m in ("step", "merge")
+        for c in ("one-word greedy Translate", "one-image Classify", "flood")}
+    step = [r for r in flooded if r["decode_batching"] == "step"]
+    assert all(r.get("errors") == 0 for r in step), step
+    callers = [r for r in rows if r["benchmark"] == "translate_32_callers"]
+    assert [r["decode_batching"] for r in callers] == ["step", "merge"]
+    assert callers[0]["vs_merge"] > 0
