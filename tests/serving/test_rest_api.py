@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import ssl
 import urllib.error
 import urllib.request
 
@@ -18,7 +19,8 @@ from tritonclient.utils import InferenceServerException
 
 from serving.api.generated.smallserve.v1 import model_service_pb2 as pb
 from serving.api.generated.smallserve.v1 import model_service_pb2_grpc as pb_grpc
-from serving.client import Client
+from serving.client import Client, TLSOptions
+from tests.serving.certificates import make_pki
 from tests.serving.server_process import ServerProcess, free_port
 from tests.serving.synthetic import publish_classifier, publish_tagger
 from tests.serving.synthetic_seq2seq import publish_captioner, publish_translator
@@ -283,3 +285,25 @@ def test_model_control_is_refused_while_the_repository_is_polled(server):
     status, answer = request(server, "POST", "/v2/repository/models/digits/unload", b"")
     assert status == 400 and "--model-control explicit" in answer["error"]
     assert request(server, "GET", "/v2/models/digits/ready")[0] == 200
+
+
+def test_rest_over_mutual_tls(tmp_path):
+    repo = tmp_path / "repo"
+    publish_classifier(repo, "digits")
+    pki = make_pki(tmp_path / "pki")
+    tls = TLSOptions.from_files(pki.ca, pki.client_cert, pki.client_key)
+    with ServerProcess(repo, "--tls-cert", str(pki.server_cert), "--tls-key",
+                       str(pki.server_key), "--tls-client-ca", str(pki.ca),
+                       credentials=tls.credentials()) as server:
+        url = f"https://127.0.0.1:{server.http_port}/v2/models/digits/infer"
+        trusted = ssl.create_default_context(cafile=str(pki.ca))
+        trusted.load_cert_chain(str(pki.client_cert), str(pki.client_key))
+        req = urllib.request.Request(url, data=GOOD, method="POST")
+        with urllib.request.urlopen(req, context=trusted, timeout=30) as response:
+            assert json.loads(response.read())["model_name"] == "digits"
+        no_client_cert = ssl.create_default_context(cafile=str(pki.ca))
+        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+            urllib.request.urlopen(urllib.request.Request(url, data=GOOD, method="POST"),
+                                   context=no_client_cert, timeout=30).read()
+        with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain HTTP, TLS port
+            urllib.request.urlopen(url.replace("https", "http"), timeout=30)
