@@ -21,7 +21,7 @@ from serving.runners.base import Parameters, Tensors
 from serving.runners.image import IMAGE_INPUT, ImageInput
 from serving.runners.sequence import (
     SequenceRunner,
-    padded,
+    generated_tensors,
     parse_search_options,
     pieces_tensor,
     texts_tensor,
@@ -182,11 +182,7 @@ class CaptionerRunner(ImageInput, SequenceRunner):
         for i, r in enumerate(results):
             attention[i, :len(r.token_ids)] = r.attention
         return {"caption": texts_tensor([r.text for r in results]),
-                "token_ids": padded([r.token_ids for r in results], -1, np.int64, t),
                 "tokens": pieces_tensor([r.tokens for r in results], t),
-                "token_probabilities": padded([r.token_probabilities for r in results], 0.0,
-                                              np.float32, t),
                 "attention": attention,
                 "caption_lengths": np.array([len(r.token_ids) for r in results], np.int32),
-                "scores": np.array([r.score for r in results], np.float32),
-                "finished": np.array([r.finished for r in results], np.bool_)}
+                **generated_tensors(results, [r.token_ids for r in results], t)}

@@ -109,6 +109,17 @@ def padded(rows: Sequence[Sequence[Any]], fill: Any, dtype: Any,
     return out
 
 
+def generated_tensors(results: Sequence[Any], ids: Sequence[Sequence[int]],
+                      width: int) -> dict[str, np.ndarray]:
+    """What every decoded sequence has, as padded tensors: its ids (-1 past the end), the
+    probability of each, its score and whether it ended before its length limit."""
+    return {"token_ids": padded(ids, -1, np.int64, width),
+            "token_probabilities": padded([r.token_probabilities for r in results], 0.0,
+                                          np.float32, width),
+            "scores": np.array([r.score for r in results], np.float32),
+            "finished": np.array([r.finished for r in results], np.bool_)}
+
+
 def texts_tensor(texts: Sequence[str]) -> np.ndarray:
     """Strings -> a BYTES tensor of their UTF-8 encodings."""
     out = np.empty(len(texts), dtype=object)

@@ -25,7 +25,7 @@ from serving.repository import Manifest, TensorSpec
 from serving.runners.base import Parameters, Tensors
 from serving.runners.sequence import (
     SequenceRunner,
-    padded,
+    generated_tensors,
     parse_search_options,
     pieces_tensor,
     texts_tensor,
@@ -233,13 +233,9 @@ class TranslatorRunner(SequenceRunner):
         for i, r in enumerate(results):
             attention[i, :len(r.target_ids), :r.attention.shape[1]] = r.attention
         return {"translation": texts_tensor([r.text for r in results]),
-                "token_ids": padded([r.target_ids for r in results], -1, np.int64, t),
                 "target_pieces": pieces_tensor([r.target_pieces for r in results], t),
-                "token_probabilities": padded([r.token_probabilities for r in results], 0.0,
-                                              np.float32, t),
                 "attention": attention,
                 "target_lengths": np.array([len(r.target_ids) for r in results], np.int32),
                 "source_pieces": pieces_tensor([r.source_pieces for r in results], s),
                 "source_lengths": np.array([len(r.source_pieces) for r in results], np.int32),
-                "scores": np.array([r.score for r in results], np.float32),
-                "finished": np.array([r.finished for r in results], np.bool_)}
+                **generated_tensors(results, [r.target_ids for r in results], t)}
