@@ -33,6 +33,7 @@ class ServerConfig:
     batching: BatchingConfig = BatchingConfig()
     metrics_port: int = 0
     http_port: int = 0  # 0: off; -1: a free port
+    inspector: bool = False  # the web inspector on the HTTP port (the flag's default is on)
     inline_below_us: int = 0
     processes: int = 1
     reuse_port: bool = False
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--http-port", type=int, default=int(_env("http_port", "8000")),
                    help="HTTP port of the Open Inference Protocol's REST form (KServe v2, "
                         "as Triton's); -1 picks a free one and logs it, 0 turns it off")
+    p.add_argument("--inspector", choices=["on", "off"], default=_env("inspector", "on"),
+                   help="the web inspector page at /inspect/ on the HTTP port (probabilities, "
+                        "attention heat maps; off with the HTTP port)")
     p.add_argument("--providers", default=_env("providers", "auto"),
                    help="execution providers in priority order, e.g. 'cuda,cpu' or 'cpu'; "
                         "'auto' takes CUDA when this onnxruntime has it, else the CPU")
@@ -218,7 +222,8 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
                                 instances=args.batch_instances,
                                 iteration_level=args.decode_batching == "step",
                                 step_rows=args.step_max_rows, caller_share=args.caller_share),
-        metrics_port=args.metrics_port, http_port=args.http_port, processes=args.processes,
+        metrics_port=args.metrics_port, http_port=args.http_port,
+        inspector=args.inspector == "on", processes=args.processes,
         reuse_port=args.reuse_port == "on",
         security=security_from_args(args, parser),
         input_limits=InputLimits(max_image_pixels=args.max_image_pixels,

@@ -110,7 +110,7 @@ class Server:
 
     async def _start_http(self) -> None:
         app = http_service.build_app(self.ctx, self.config.security,
-                                     self.config.max_message_bytes)
+                                     self.config.max_message_bytes, self.config.inspector)
         # handler_cancellation: a client that hangs up cancels its call, as on gRPC
         self.http_runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
                                          shutdown_timeout=self.config.grace_period)

@@ -27,6 +27,7 @@ from google.protobuf.message import Message
 
 from serving import metrics
 from serving.errors import InvalidInput, ServingError, Unauthenticated
+from serving.inspector import routes as inspector_routes
 from serving.logs import RateLimitedLog
 from serving.oip.json_tensors import (
     BINARY_HEADER,
@@ -64,10 +65,16 @@ INT_TYPES = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64,
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def build_app(ctx: ServerContext, security: SecurityConfig, max_body_bytes: int) -> web.Application:
+def build_app(ctx: ServerContext, security: SecurityConfig, max_body_bytes: int,
+              inspector: bool = False) -> web.Application:
+    """inspector: also serve the web inspector (serving.inspector); its static page needs no
+    token, its model list and the REST calls it makes do."""
     service = HttpService(ctx)
-    app = web.Application(client_max_size=max_body_bytes,
-                          middlewares=[_errors_and_metrics(ctx), _authentication(security)])
+    open_paths = OPEN_PATHS | inspector_routes.OPEN_PATHS if inspector else OPEN_PATHS
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[
+        _errors_and_metrics(ctx), _authentication(security, open_paths)])
+    if inspector:
+        inspector_routes.add_routes(app, ctx)
     v = "/v2/models/{name}/versions/{version}"
     m = "/v2/models/{name}"
     app.add_routes([
@@ -306,12 +313,13 @@ def _errors_and_metrics(ctx: ServerContext) -> Any:
     return middleware
 
 
-def _authentication(security: SecurityConfig) -> Any:
+def _authentication(security: SecurityConfig,
+                    open_paths: frozenset[str] = OPEN_PATHS) -> Any:
     digests = tuple(security.token_digests)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if digests and request.path not in OPEN_PATHS and \
+        if digests and request.path not in open_paths and \
                 not bearer_accepted(digests, request.headers.get("Authorization")):
             raise Unauthenticated("missing or invalid bearer token (header "
                                    "'Authorization: Bearer <token>')")
