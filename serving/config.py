@@ -93,8 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch-size", type=int, default=int(_env("max_batch_size", "1024")),
                    help="largest batch one request may carry (RESOURCE_EXHAUSTED above)")
     p.add_argument("--max-message-bytes", type=int,
-                   default=int(_env("max_message_bytes", str(64 * 1024 * 1024))),
-                   help="largest gRPC message received or sent")
+                   default=int(_env("max_message_bytes", str(16 * 1024 * 1024))),
+                   help="largest message (gRPC, and HTTP body) received or sent; larger ones "
+                        "are refused by the transport before Python reads them")
     p.add_argument("--max-image-pixels", type=int,
                    default=int(_env("max_image_pixels", str(InputLimits.max_image_pixels))),
                    help="largest encoded image (width x height) decoded; refused from its "

@@ -39,6 +39,8 @@ def header_pixels(encoded: list[bytes]) -> int:
     """Width x height of every image summed, from their headers (nothing is decoded)."""
     total = 0
     for i, data in enumerate(encoded):
+        if not data:
+            raise InvalidInput(f"image {i} is empty")
         try:
             with Image.open(io.BytesIO(data), formats=FORMATS) as img:
                 total += img.width * img.height

@@ -26,7 +26,7 @@ class InputLimits:
     # what a search holds: rows (texts x beam) x source length x memory width, float32
     max_search_memory_bytes: int = 1024 * 1024 * 1024
     # an answer larger than the message limit is refused before it is computed
-    max_response_bytes: int = 64 * 1024 * 1024
+    max_response_bytes: int = 16 * 1024 * 1024
 
 
 _current = InputLimits()

@@ -117,7 +117,23 @@ def oversize_calls(target: str) -> dict[str, tuple[str, float, str]]:
         return answers
 
 
+def test_oversize_messages_are_refused_by_the_transport_under_the_default_limit(tmp_path):
+    repo = tmp_path / "repo"
+    publish_classifier(repo, "digits")
+    publish_translator(repo, max_source_pieces=200)
+    publish_captioner(repo)
+    with ServerProcess(repo) as server:
+        answers = oversize_calls(server.target)
+        assert {code for code, _, _ in answers.values()} == {"RESOURCE_EXHAUSTED"}
+        assert "--max-decode-steps" in answers["1024 texts x beam 64"][2]  # small, but costly
+        assert "larger than max" in answers["60 MB of BYTES"][2]
+        with grpc.insecure_channel(server.target) as channel:
+            assert api_grpc.ModelServiceStub(channel).Classify(classify_request(
+                "digits", pixels=np.zeros((1, 28, 28), np.uint8)), timeout=10).results
+
+
 def test_oversize_calls_are_refused_at_once_while_others_are_served(server):
+    """Under a message limit raised to let them in, the budgets refuse them."""
     with ClassifyProbe(server.target) as probe:
         answers = oversize_calls(server.target)
     for name, (code, seconds, message) in answers.items():
