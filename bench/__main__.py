@@ -15,6 +15,7 @@ from bench import (
     rest_vs_grpc,
     server_throughput,
     serving_overhead,
+    triton_vs_smallserve,
 )
 
 BENCHMARKS = {
@@ -24,6 +25,7 @@ BENCHMARKS = {
     "decoding_speed": decoding_speed.run,
     "rest_vs_grpc": rest_vs_grpc.run,
     "hostile_load": hostile_load.run,
+    "triton_vs_smallserve": triton_vs_smallserve.run,
 }
 
 

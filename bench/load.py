@@ -27,8 +27,10 @@ from serving.api.generated.inference import grpc_service_pb2 as oip
 from serving.api.generated.inference import grpc_service_pb2_grpc as oip_grpc
 from serving.api.generated.smallserve.v1 import model_service_pb2_grpc as api_grpc
 from serving.client.messages import classify_request, translate_request
+from serving.oip.tensors import encode_bytes_tensor
 
-APIS = ("smallserve", "oip", "rest", "health", "translate", "translate-short", "translate-flood")
+APIS = ("smallserve", "oip", "rest", "health", "translate", "translate-short", "translate-flood",
+        "oip-translate", "oip-translate-rows")
 # translate: one made-up sentence per call (unknown words are still pieces to encode), greedy,
 # this many steps: the bench models never end a sentence early (bench.models)
 TRANSLATE_TEXT = "kelo mira tansu ferbo lin adaro"
@@ -38,6 +40,9 @@ TRANSLATE_STEPS = 20
 TRANSLATE_CALLS = {"translate": (TRANSLATE_TEXT, 1, TRANSLATE_STEPS),
                    "translate-short": ("kelo", 1, 4),
                    "translate-flood": (" ".join([TRANSLATE_TEXT] * 16), 64, 200)}
+# the `translate` call as an Open Inference Protocol ModelInfer: the text tensor as this server
+# takes it ([1]) or as Triton's form of the model does ([1, 1]: one text per batch row)
+OIP_TRANSLATE_SHAPES = {"oip-translate": [1], "oip-translate-rows": [1, 1]}
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -52,6 +57,8 @@ def request_maker(api: str, model: str, channel: grpc.aio.Channel) -> Any:
         text, beam, steps = TRANSLATE_CALLS[api]
         sentence = translate_request(model, [text], 0, beam, steps)
         return lambda: translator.Translate(sentence, timeout=300)
+    if api in OIP_TRANSLATE_SHAPES:
+        return oip_translate_maker(model, channel, OIP_TRANSLATE_SHAPES[api])
     pixels = np.random.default_rng(0).integers(0, 256, (1, 28, 28)).astype(np.uint8)
     if api == "smallserve":
         stub = api_grpc.ModelServiceStub(channel)
@@ -62,6 +69,17 @@ def request_maker(api: str, model: str, channel: grpc.aio.Channel) -> Any:
     request.inputs.add(name="pixels", datatype="UINT8", shape=[1, 1, 28, 28])
     request.raw_input_contents.append(pixels.tobytes())
     return lambda: stub.ModelInfer(request, timeout=30)
+
+
+def oip_translate_maker(model: str, channel: grpc.aio.Channel, shape: list[int]) -> Any:
+    stub = oip_grpc.GRPCInferenceServiceStub(channel)
+    request = oip.ModelInferRequest(model_name=model)
+    request.inputs.add(name="text", datatype="BYTES", shape=shape)
+    request.raw_input_contents.append(encode_bytes_tensor(np.array([TRANSLATE_TEXT.encode()],
+                                                                   dtype=object)))
+    request.parameters["beam_size"].int64_param = 1
+    request.parameters["max_length"].int64_param = TRANSLATE_STEPS
+    return lambda: stub.ModelInfer(request, timeout=60)
 
 
 def rest_request_maker(model: str, session: aiohttp.ClientSession, url: str) -> Any:

@@ -88,6 +88,22 @@ def test_rest_vs_grpc_side_by_side() -> None:
     assert rows[0]["throughput_vs_grpc"] == 1.0
 
 
+def test_triton_vs_smallserve_side_by_side(small_translation: models.Translation) -> None:
+    from bench import triton_vs_smallserve
+    from serving.triton.wheel import ensure_env
+    if (reason := ensure_env()) is not None:
+        pytest.skip(reason)
+    rows = triton_vs_smallserve.run(quick=True, seconds=0.3, rounds=1,
+                                    translation=small_translation)
+    assert [(r["work"].split()[0], r["concurrency"], r["server"]) for r in rows] == [
+        (work, c, server) for work, c in (("classify", 1), ("classify", 8), ("classify", 32),
+                                          ("translate", 32))
+        for server in ("smallserve", "triton")]
+    assert all(r["errors"] == 0 and r["requests"] > 0 for r in rows)
+    assert rows[0]["throughput_vs_smallserve"] == 1.0 and rows[1]["throughput_vs_smallserve"] > 0
+    assert all(r["rows_per_run"] == "-" or r["rows_per_run"] > 0 for r in rows)
+
+
 @pytest.mark.slow
 def test_hostile_load_step_vs_merge(request: pytest.FixtureRequest,
                                     small_translation: models.Translation) -> None:

@@ -23,10 +23,12 @@ DOCKERFILES = {
     "server": ROOT / "docker" / "server.Dockerfile",
     "server-gpu": ROOT / "docker" / "server-gpu.Dockerfile",
     "trainer": ROOT / "docker" / "trainer.Dockerfile",
+    "triton": ROOT / "docker" / "triton.Dockerfile",
 }
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENVOY_FILE = ROOT / "deploy" / "envoy" / "envoy.yaml"
 KSERVE_FILE = ROOT / "deploy" / "kserve" / "inferenceservice.yaml"
+KSERVE_TRITON_FILE = ROOT / "deploy" / "kserve" / "triton-inferenceservice.yaml"
 
 
 

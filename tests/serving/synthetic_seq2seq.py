@@ -109,7 +109,9 @@ def sentencepiece_model() -> bytes:
 
 
 def publish_translator(repository: Path, name: str = "toy-translate",
-                       max_source_pieces: int = 12, seed: int = 0) -> Path:
+                       max_source_pieces: int = 12, seed: int = 0,
+                       serving: dict | None = None) -> Path:
+    """serving: the manifest's serving settings (e.g. its own dynamic batching)."""
     rng = np.random.default_rng(seed)
     model = sentencepiece_model()
     vocab = spm.SentencePieceProcessor(model_proto=model).get_piece_size()
@@ -128,7 +130,7 @@ def publish_translator(repository: Path, name: str = "toy-translate",
                           "eos_id": EOS, "unk_id": UNK, "add_eos_to_source": True},
             "decoding": {"default_beam_size": 3, "length_penalty": 0.6,
                          "max_length_ratio": 1.5, "max_length_offset": 2},
-            "limits": {"max_source_pieces": max_source_pieces},
+            "limits": {"max_source_pieces": max_source_pieces}, "serving": serving or {},
             "parity": {"max_abs_diff": 0.0}, "metrics": {}})
     return path
 
