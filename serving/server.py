@@ -37,13 +37,13 @@ log = logging.getLogger("serving")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # What a connection may cost before it earns a call: one that never completes its HTTP/2
 # handshake is closed after 10 s (1,100 of them held every file descriptor before), an idle
-# one after 5 minutes, and a client may open at most 128 streams at once per connection.
+# one after 5 minutes, and a client may open at most 1,024 streams at once per connection.
 CONNECTION_OPTIONS = [
     ("grpc.server_handshake_timeout_ms", 10_000),
     ("grpc.max_connection_idle_ms", 300_000),
     ("grpc.keepalive_time_ms", 60_000),
     ("grpc.keepalive_timeout_ms", 20_000),
-    ("grpc.max_concurrent_streams", 128),
+    ("grpc.max_concurrent_streams", 1024),
 ]
 HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
