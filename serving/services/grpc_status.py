@@ -39,7 +39,8 @@ def grpc_errors(method: Handler) -> Handler:
         code, message = grpc.StatusCode.OK, ""
         try:
             response = await method(self, request, context)
-            size, limit = response.ByteSize(), input_limits().max_response_bytes
+            byte_size = getattr(response, "ByteSize", None)  # a protobuf message
+            size, limit = (byte_size() if byte_size else 0), input_limits().max_response_bytes
             if size > limit:  # gRPC would fail it after the handler, logged as a crash
                 raise TooLarge(f"the answer is {size} bytes, above this server's message "
                                f"limit of {limit} (--max-message-bytes)")
