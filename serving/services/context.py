@@ -74,6 +74,10 @@ class ServerContext:
         if not inputs:
             raise InvalidInput(f"the call has no input; model {runner.name} takes "
                                f"{[t.name for t in runner.input_specs]}")
+        for name, array in inputs.items():
+            if array.ndim == 0:
+                raise InvalidInput(f"input {name!r} has no batch axis: its shape must start "
+                                   "with the number of rows")
         check_batch_size(len(next(iter(inputs.values()))), self.limits.max_batch_size)
         check_call_elements(inputs)
         if runner.checks_inline(inputs):
