@@ -134,6 +134,7 @@ GOOD = np.zeros((2, 28, 28), np.uint8)
     (request(tensor(np.full((1, 28, 28), np.nan, np.float32))), "INVALID_ARGUMENT", "NaN"),
     (request(tensor(np.full((1, 28, 28), np.inf, np.float32))), "INVALID_ARGUMENT", "Inf"),
     (request(tensor(GOOD), top_k=-1), "INVALID_ARGUMENT", "top_k"),
+    (request(pb.Tensor(dtype=pb.FLOAT32, data=b"\0" * 4)), "INVALID_ARGUMENT", "no batch axis"),
     (request(tensor(GOOD), name=""), "INVALID_ARGUMENT", "name"),
     (request(tensor(GOOD), name="no-such-model"), "NOT_FOUND", "no-such-model"),
     (request(tensor(GOOD), version=99), "NOT_FOUND", "version 99"),
