@@ -36,13 +36,13 @@ import numpy as np
 from bench import models
 from bench.load import TRANSLATE_STEPS, generate_load
 from bench.serving_overhead import running_server
-from bench.timing import interleaved
 from serving.api.generated.smallserve.v1 import model_service_pb2_grpc as pb_grpc
 from serving.client.messages import translate_request
 from serving.decoding import beam_search, greedy_decode
 from serving.preprocess.tensors import pad_batch
 from serving.runners import TranslatorRunner, load_runner
 from serving.runtime.session import SessionConfig
+from training.timing import interleaved
 
 MAX_LENGTH = TRANSLATE_STEPS
 BEAM = 4

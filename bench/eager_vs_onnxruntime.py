@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from bench import models
-from bench.timing import interleaved
 from serving.decoding import greedy_decode
 from serving.preprocess.tensors import pad_batch
 from serving.runtime.session import SessionConfig, create_session
 from training.export.classifier_graph import INPUT_NAME
+from training.timing import interleaved
 from training.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 IMAGE_BATCHES = (1, 32, 256)

@@ -25,11 +25,11 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.models import publish_classifier
-from bench.timing import interleaved
 from serving.client import Client
 from serving.runners import load_runner
 from serving.runtime.session import SessionConfig
 from training.export.classifier_graph import INPUT_NAME
+from training.timing import interleaved
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,7 +19,6 @@ RUN /opt/venv/bin/pip install --require-virtualenv -r /tmp/requirements-trainer.
 COPY pyproject.toml README.md /src/
 COPY serving /src/serving
 COPY training /src/training
-COPY bench /src/bench
 # every dependency is already pinned above; pip check proves the project's own ranges agree
 RUN /opt/venv/bin/pip install --require-virtualenv --no-deps /src \
     && /opt/venv/bin/pip check

@@ -74,3 +74,9 @@ def test_no_import_cycle_in_serving():
     for module in sorted(graph):
         if module not in state:
             visit(module, [])
+
+
+def test_training_imports_no_benchmark():
+    """The trainer image ships training/ and serving/ only: bench/ builds on them, not under."""
+    for path in (ROOT / "training").rglob("*.py"):
+        assert not {m for m in run_time_imports(path) if m.split(".")[0] == "bench"}, path

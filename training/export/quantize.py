@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from bench.timing import interleaved
+from training.timing import interleaved
 
 METHOD = {"type": "int8-dynamic", "weight_type": "QInt8"}
 
