@@ -28,6 +28,17 @@ class JsonInput:
     binary_size: int | None
 
 
+def json_object(data: bytes) -> dict[str, Any]:
+    """A request's JSON text, which must be one object."""
+    try:
+        parsed = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InvalidInput(f"the request is not valid JSON: {e}") from e
+    if not isinstance(parsed, dict):
+        raise InvalidInput("the request must be a JSON object")
+    return parsed
+
+
 def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], memoryview]:
     """A request body -> its JSON object and the binary part after it."""
     view = memoryview(body)
@@ -39,13 +50,7 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], 
             raise InvalidInput(f"{BINARY_HEADER} must be a byte count within the body "
                                f"({len(body)} bytes)")
         head, binary = view[:int(header_length)], view[int(header_length):]
-    try:
-        request = json.loads(bytes(head))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InvalidInput(f"the request is not valid JSON: {e}") from e
-    if not isinstance(request, dict):
-        raise InvalidInput("the request must be a JSON object")
-    return request, binary
+    return json_object(bytes(head)), binary
 
 
 def parse_inputs(request: dict[str, Any]) -> list[JsonInput]:

@@ -33,6 +33,7 @@ from serving.oip.json_tensors import (
     BINARY_HEADER,
     decode_inputs,
     encode_output,
+    json_object,
     parse_inputs,
     split_body,
 )
@@ -225,16 +226,9 @@ def _deadline(parameters: dict[str, Any]) -> float | None:
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
+    """An optional JSON object body (empty: {})."""
     body = await request.read()
-    if not body.strip():
-        return {}
-    try:
-        parsed = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InvalidInput(f"the request is not valid JSON: {e}") from e
-    if not isinstance(parsed, dict):
-        raise InvalidInput("the request must be a JSON object")
-    return parsed
+    return json_object(body) if body.strip() else {}
 
 
 def _message(message: Message) -> web.Response:
