@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
 import sys
 
 from serving.config import parse_config
+from serving.event_loop import run_loop
 from serving.logs import configure_logging
 from serving.parent_watch import SUPERVISOR_PID_ENV, exit_with_supervisor
 from serving.server import serve
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get(SUPERVISOR_PID_ENV):  # a worker of --processes
         exit_with_supervisor(int(os.environ[SUPERVISOR_PID_ENV]))
     try:
-        asyncio.run(serve(config))
+        run_loop(serve(config), config.event_loop)
         # drained and stopped: a late second signal must not turn exit 0 into a kill
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     except OSError as e:

@@ -35,6 +35,7 @@ class ServerConfig:
     http_port: int = 0  # 0: off; -1: a free port
     inspector: bool = False  # the web inspector on the HTTP port (the flag's default is on)
     inline_below_us: int = 0
+    event_loop: str = "asyncio"
     processes: int = 1
     reuse_port: bool = False
     security: SecurityConfig = SecurityConfig()
@@ -83,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "classifiers and taggers (a few large operators per call: spinning "
                         "only takes CPU from gRPC) and on for decoder steps (dozens of tiny "
                         "operators per step, each of which would otherwise wake its threads)")
+    p.add_argument("--event-loop", choices=["auto", "uvloop", "asyncio"],
+                   default=_env("event_loop", "auto"),
+                   help="the event loop gRPC, REST and the batchers run on: 'auto' takes uvloop "
+                        "(libuv, as MLServer and uvicorn use) where it is installed, else "
+                        "asyncio's own")
     p.add_argument("--workers", type=int, default=int(_env("workers", "4")),
                    help="inference calls that may run at once")
     p.add_argument("--inline-below-us", type=int,
@@ -212,6 +218,7 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
                               allow_spinning={"on": True, "off": False}.get(args.ort_spinning),
                               model_providers=model_providers or None),
         workers=args.workers, inline_below_us=max(0, args.inline_below_us),
+        event_loop=args.event_loop,
         max_batch_size=args.max_batch_size,
         max_message_bytes=args.max_message_bytes, poll_interval=args.poll_interval,
         max_loaded_versions=args.max_loaded_versions, model_control=args.model_control,

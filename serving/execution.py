@@ -27,6 +27,11 @@ from serving.errors import Abandoned, DeadlineExceeded
 T = TypeVar("T")
 # weight of the newest run in the moving average: a few slow runs move a kind to the pool
 SMOOTHING = 0.2
+# a run counts for at most this many times the inline limit: one run preempted on a busy
+# machine (measured: 20-50x its usual time) would otherwise send its kind to the pool, and
+# every call of that kind would pay the hand-off until the average came back down. Two slow
+# runs in a row still move it.
+OUTLIER_CAP = 3
 
 
 class InferencePool:
@@ -39,6 +44,15 @@ class InferencePool:
     def runs_inline(self, kind: Hashable | None) -> bool:
         cost = self._costs.get(kind) if kind is not None else None
         return cost is not None and cost < self.inline_below_ns
+
+    def run_inline(self, kind: Hashable, fn: Callable[..., T], *args: Any) -> tuple[T, int]:
+        """fn(*args) on the calling thread, for a kind that runs_inline(): its result and the ns
+        it ran. Nothing to abandon: the run is over before anyone could give up on it."""
+        started = time.perf_counter_ns()
+        result = fn(*args)
+        ns = time.perf_counter_ns() - started
+        self._measured(kind, ns)
+        return result, ns
 
     async def run(self, kind: Hashable | None, deadline: float | None,
                   fn: Callable[..., T], *args: Any,
@@ -78,11 +92,13 @@ class InferencePool:
                     await future  # stops within one step; the caller is gone either way
                 raise
         if kind is not None and self.inline_below_ns:
-            previous = self._costs.get(kind)
-            ns = outcome[2]
-            self._costs[kind] = ns if previous is None else \
-                previous + SMOOTHING * (ns - previous)
+            self._measured(kind, outcome[2])
         return outcome
+
+    def _measured(self, kind: Hashable, ns: int) -> None:
+        previous = self._costs.get(kind)
+        ns = min(ns, OUTLIER_CAP * self.inline_below_ns)
+        self._costs[kind] = ns if previous is None else previous + SMOOTHING * (ns - previous)
 
     @property
     def closing(self) -> bool:

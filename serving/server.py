@@ -26,7 +26,7 @@ from serving.api.generated.inference import grpc_service_pb2_grpc
 from serving.api.generated.smallserve.v1 import model_service_pb2_grpc
 from serving.config import ServerConfig
 from serving.execution import InferencePool
-from serving.malformed import MalformedRequestInterceptor
+from serving.malformed import add_guarded
 from serving.preprocess.limits import set_input_limits
 from serving.registry import ModelRegistry
 from serving.services import http_service, inference_service, model_service
@@ -66,19 +66,20 @@ class Server:
         limit = config.max_message_bytes
         set_input_limits(config.input_limits)
         # authentication first: a call without a token learns nothing, not even parse errors
-        self.grpc = grpc.aio.server(interceptors=[*security.interceptors(config.security),
-                                                  MalformedRequestInterceptor()], options=[
+        self.grpc = grpc.aio.server(interceptors=security.interceptors(config.security),
+                                    options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
             # a second server on a taken port must fail, unless workers share it on purpose
             ("grpc.so_reuseport", int(config.reuse_port)),
             *CONNECTION_OPTIONS,
         ])
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            model_service.ModelService(self.ctx), self.grpc)
-        grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-            inference_service.InferenceService(self.ctx), self.grpc)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        # request parsing guarded per method (serving.malformed), built once here
+        add_guarded(model_service_pb2_grpc.add_ModelServiceServicer_to_server,
+                    model_service.ModelService(self.ctx), self.grpc)
+        add_guarded(grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server,
+                    inference_service.InferenceService(self.ctx), self.grpc)
+        add_guarded(health_pb2_grpc.add_HealthServicer_to_server, self.health, self.grpc)
         reflection.enable_server_reflection(
             [*self.services, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME], self.grpc)
 

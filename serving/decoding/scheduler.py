@@ -106,6 +106,10 @@ class StepScheduler:
         self._memory_key: tuple[tuple[int, int], ...] = ()
         self._memory: tuple[np.ndarray, np.ndarray] | None = None
 
+    def run_now(self, payload: Any, deadline: float | None) -> None:
+        """Never: a decode is too long for the event loop (DynamicBatcher.run_now's contract)."""
+        return None
+
     async def submit(self, payload: Any, deadline: float | None,
                      caller: str = "") -> tuple[Any, int, int]:
         """This call's result, with the ns it waited to be admitted and the ns it ran."""

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import struct
+import sys
 from typing import Any
 
 import numpy as np
 
 from serving.api.generated.inference import grpc_service_pb2 as pb
 from serving.errors import InvalidInput
-from serving.preprocess.tensors import element_count
+from serving.preprocess.tensors import element_count, little_endian
 
+LITTLE_ENDIAN = sys.byteorder == "little"
 NUMPY_OF = {
     "BOOL": np.dtype(np.bool_), "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16),
     "UINT32": np.dtype(np.uint32), "UINT64": np.dtype(np.uint64), "INT8": np.dtype(np.int8),
@@ -70,7 +72,10 @@ def decode_input(tensor: Any, raw: bytes | None) -> np.ndarray:
         if len(raw) != expected:
             raise InvalidInput(f"{what}: shape {shape} of {tensor.datatype} needs {expected} "
                                f"bytes, raw_input_contents has {len(raw)}")
-        return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).reshape(shape).astype(dtype)
+        # a read-only view of the request's bytes where the machine is little-endian (no copy:
+        # runners convert what they take), a native copy elsewhere
+        return np.frombuffer(raw, dtype=little_endian(dtype)).reshape(shape) \
+            .astype(dtype, copy=False)
     field = CONTENTS_FIELD.get(tensor.datatype)
     if field is None:
         raise InvalidInput(f"{what}: {tensor.datatype} must be sent in raw_input_contents")
@@ -88,16 +93,23 @@ def decode_input(tensor: Any, raw: bytes | None) -> np.ndarray:
         raise InvalidInput(f"{what}: a value does not fit {tensor.datatype}") from e
 
 
+CONTENTS_FIELDS = tuple(sorted(set(CONTENTS_FIELD.values())))
+# numpy dtype -> OIP datatype, either byte order (raw contents are little-endian either way)
+DATATYPE_OF_NUMPY = {**{d.newbyteorder("<"): n for n, d in NUMPY_OF.items()},
+                     **{d.newbyteorder(">"): n for n, d in NUMPY_OF.items()}}
+
+
 def has_typed_contents(tensor: Any) -> bool:
-    return any(len(getattr(tensor.contents, f)) for f in set(CONTENTS_FIELD.values()))
+    return tensor.HasField("contents") and \
+        any(len(getattr(tensor.contents, f)) for f in CONTENTS_FIELDS)
 
 
 def datatype_of(array: np.ndarray) -> str:
-    if array.dtype == object or array.dtype.kind in "SU":
+    name = DATATYPE_OF_NUMPY.get(array.dtype)
+    if name is not None:
+        return name
+    if array.dtype.kind in "SU":
         return "BYTES"
-    for name, dtype in NUMPY_OF.items():
-        if dtype == array.dtype:
-            return name
     raise ValueError(f"no OIP datatype for {array.dtype}")
 
 
@@ -108,4 +120,6 @@ def encode_output(name: str, array: np.ndarray) -> tuple[pb.ModelInferResponse.I
                                                      shape=list(array.shape))
     if datatype == "BYTES":
         return tensor, encode_bytes_tensor(array)
-    return tensor, np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+    if not (array.dtype.isnative and LITTLE_ENDIAN):
+        array = array.astype(array.dtype.newbyteorder("<"))
+    return tensor, array.tobytes()  # row-major, whatever the array's strides

@@ -6,7 +6,7 @@ the same way without asking which runner produced the scores.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -17,8 +17,7 @@ DEFAULT_TOP_K = 5
 DEFAULT_THRESHOLD = 0.5
 
 
-@dataclass(frozen=True)
-class LabelProbability:
+class LabelProbability(NamedTuple):
     index: int
     label: str
     probability: float
@@ -26,7 +25,9 @@ class LabelProbability:
 
 def _label_probabilities(row: np.ndarray, indices: np.ndarray,
                          labels: list[str]) -> list[LabelProbability]:
-    return [LabelProbability(int(i), labels[i], float(row[i])) for i in indices]
+    # plain Python numbers once, not a numpy scalar per element
+    return [LabelProbability(i, labels[i], p)
+            for i, p in zip(indices.tolist(), row[indices].tolist(), strict=True)]
 
 
 def top_k(probabilities: np.ndarray, labels: list[str], k: int) -> list[list[LabelProbability]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -19,9 +20,9 @@ PIXEL_RANGE = "UINT8 values 0..255 (raw grey levels or RGB, not scaled to 0..1)"
 
 def element_count(shape: list[int], what: str) -> int:
     """Elements of a request tensor's shape, refusing negative and absurd dimensions."""
-    if any(d < 0 for d in shape):
+    if shape and min(shape) < 0:
         raise InvalidInput(f"{what}: shape {shape} has a negative dimension")
-    if any(d > MAX_DIMENSION for d in shape):
+    if shape and max(shape) > MAX_DIMENSION:
         raise InvalidInput(f"{what}: shape {shape} has a dimension above {MAX_DIMENSION}")
     return math.prod(shape)  # exact: np.prod wraps around in int64
 
@@ -32,7 +33,13 @@ def tensor_from_bytes(data: bytes, dtype: np.dtype, shape: list[int], what: str)
     if len(data) != expected:
         raise InvalidInput(f"{what}: shape {shape} of {dtype.name} needs {expected} bytes, "
                            f"got {len(data)}")
-    return np.frombuffer(data, dtype=dtype.newbyteorder("<")).reshape(shape)
+    return np.frombuffer(data, dtype=little_endian(dtype)).reshape(shape)
+
+
+@lru_cache(maxsize=64)
+def little_endian(dtype: np.dtype) -> np.dtype:
+    """dtype read as little-endian bytes (worked out once: building a dtype costs ~1 us)."""
+    return dtype.newbyteorder("<")
 
 
 def image_batch(array: np.ndarray, chw: tuple[int, int, int], what: str) -> np.ndarray:
@@ -45,8 +52,9 @@ def image_batch(array: np.ndarray, chw: tuple[int, int, int], what: str) -> np.n
                            f"[N, {channels}, {height}, {width}]")
     if array.shape[0] == 0:
         raise InvalidInput(f"{what}: the batch is empty")
+    whole = array.dtype.kind in "ui"  # integer pixels (the UINT8 contract) are finite
     array = array.astype(np.float32, copy=False)
-    if not np.isfinite(array).all():
+    if not whole and not np.isfinite(array).all():
         raise InvalidInput(f"{what}: contains NaN or Inf")
     return array
 

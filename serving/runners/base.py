@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -78,6 +79,21 @@ class Runner:
         """The tensors a call may ask for."""
         return self.manifest.outputs
 
+    # read on every call and fixed for a loaded version: worked out once
+    @cached_property
+    def input_spec_map(self) -> dict[str, TensorSpec]:
+        """input_specs by name."""
+        return {t.name: t for t in self.input_specs}
+
+    @cached_property
+    def output_names(self) -> list[str]:
+        """The names of output_specs, in order."""
+        return [t.name for t in self.output_specs]
+
+    @cached_property
+    def graph_output_names(self) -> list[str]:
+        return [o.name for o in self.manifest.outputs]
+
     def checks_inline(self, inputs: Tensors) -> bool:
         """Whether check() is cheap enough for the event loop (decoding images or tokenising
         long texts is not)."""
@@ -106,7 +122,7 @@ class Runner:
         session = self.sessions.get("model")
         if session is None:
             raise InvalidInput(f"model {self.name} is not a single-graph model")
-        names = outputs or [o.name for o in self.manifest.outputs]
+        names = outputs or self.graph_output_names
         results = session.run(names, feeds)
         return dict(zip(names, results, strict=True))
 
@@ -134,6 +150,11 @@ class RunnerStats:
         self.inference_count = 0  # batch elements
         self.execution_count = 0  # model runs
         self.last_inference_ms = 0
+        # this model's metric children, looked up once rather than on every call
+        self._queue_seconds = metrics.QUEUE_SECONDS.labels(model)
+        self._compute_seconds = metrics.COMPUTE_SECONDS.labels(model)
+        self._inferences = metrics.INFERENCES.labels(model)
+        self._batch_size = metrics.BATCH_SIZE.labels(model)
 
     def record_request(self, rows: int, total_ns: int, queue_ns: int, compute_ns: int) -> None:
         """One call answered: its rows, time from arrival, time queued, time of its run."""
@@ -143,15 +164,15 @@ class RunnerStats:
             self.compute.add(compute_ns)
             self.inference_count += rows
             self.last_inference_ms = int(time.time() * 1000)
-        metrics.labelled(metrics.QUEUE_SECONDS, self.model).observe(queue_ns / 1e9)
-        metrics.labelled(metrics.COMPUTE_SECONDS, self.model).observe(compute_ns / 1e9)
-        metrics.labelled(metrics.INFERENCES, self.model).inc(rows)
+        self._queue_seconds.observe(queue_ns / 1e9)
+        self._compute_seconds.observe(compute_ns / 1e9)
+        self._inferences.inc(rows)
 
     def record_execution(self, rows: int) -> None:
         """One model run, which may have answered several batched calls."""
         with self._lock:
             self.execution_count += 1
-        metrics.labelled(metrics.BATCH_SIZE, self.model).observe(rows)
+        self._batch_size.observe(rows)
 
     def record_failure(self, total_ns: int) -> None:
         with self._lock:
@@ -159,7 +180,7 @@ class RunnerStats:
 
     def snapshot(self) -> RunnerStats:
         with self._lock:
-            copy = RunnerStats()
+            copy = RunnerStats.__new__(RunnerStats)  # counters only: no lock, no metrics
             copy.__dict__.update({k: (Duration(v.count, v.ns) if isinstance(v, Duration) else v)
                                   for k, v in self.__dict__.items() if k != "_lock"})
             return copy

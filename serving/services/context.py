@@ -11,7 +11,6 @@ asyncio cancels the pool's future when the awaiting handler is cancelled.
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -96,8 +95,17 @@ class ServerContext:
         batcher = self._batcher(runner)
         if batcher is not None:
             rows = batcher.inferences(payload)
-            return await self._recorded(runner, rows, functools.partial(
-                batcher.submit, caller=caller), payload, deadline)
+            start = time.perf_counter_ns()
+            try:
+                done = batcher.run_now(payload, deadline)
+                result, queue_ns, compute_ns = done if done is not None else \
+                    await batcher.submit(payload, deadline, caller=caller)
+            except Exception:
+                runner.stats.record_failure(time.perf_counter_ns() - start)
+                raise
+            runner.stats.record_request(rows, time.perf_counter_ns() - start, queue_ns,
+                                        compute_ns)
+            return result
         strategy = runner.batch_strategy()
         rows = strategy.rows(payload)
 

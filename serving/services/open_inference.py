@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -22,7 +21,12 @@ from serving.api.generated.inference import model_config_pb2 as mc
 from serving.errors import FailedPrecondition, InvalidInput, ModelNotFound
 from serving.oip.classification import classification_strings
 from serving.oip.tensors import DATATYPE_OF_MANIFEST, NUMPY_OF
-from serving.preprocess.tensors import PIXEL_RANGE, check_batch_size, element_count
+from serving.preprocess.tensors import (
+    MAX_DIMENSION,
+    PIXEL_RANGE,
+    check_batch_size,
+    element_count,
+)
 from serving.repository import TensorSpec, model_names, version_numbers
 from serving.repository.triton_config import DEFAULT_MAX_BATCH_SIZE, TRITON_TYPES
 from serving.runners.base import Duration, Parameters, Runner, RunnerStats, Tensors
@@ -67,8 +71,7 @@ def model_ready(ctx: ServerContext, name: str, version: str) -> bool:
     return ctx.ready and ctx.registry.lookup(name, parse_version(version)) is not None
 
 
-@dataclass(frozen=True)
-class InputHeader:
+class InputHeader(NamedTuple):
     """What a request says of one input before any of its elements is read."""
 
     name: str
@@ -79,7 +82,7 @@ class InputHeader:
 def check_input_headers(runner: Runner, headers: list[InputHeader], max_batch_size: int) -> None:
     """Names, datatypes, shapes and the batch size, checked from the headers alone, so a bad
     or oversized request is refused before its contents are decoded."""
-    specs = {t.name: t for t in runner.input_specs}
+    specs = runner.input_spec_map
     seen: set[str] = set()
     for header in headers:
         spec = specs.get(header.name)
@@ -101,6 +104,12 @@ def check_input_headers(runner: Runner, headers: list[InputHeader], max_batch_si
 
 
 def _check_header(header: InputHeader, spec: TensorSpec) -> None:
+    shape = header.shape
+    if shape and header.datatype == DATATYPE_OF_MANIFEST[spec.dtype] \
+            and len(shape) == len(spec.shape) and min(shape) >= 0 \
+            and max(shape) <= MAX_DIMENSION \
+            and all(want in (-1, got) for want, got in zip(spec.shape, shape, strict=True)):
+        return  # the common case, in one pass; the checks below say what is wrong
     what = f"input {header.name!r}"
     if header.datatype not in NUMPY_OF:
         raise InvalidInput(f"{what}: unknown datatype {header.datatype[:40]!r}")
@@ -127,7 +136,7 @@ def requested_outputs(runner: Runner,
                       asked: list[tuple[str, int | None]]) -> list[tuple[str, int]]:
     """(output name, classification k or 0) in the order the client asked for them; every
     output when it asked for none."""
-    declared = [t.name for t in runner.output_specs]
+    declared = runner.output_names
     if not asked:
         return [(name, 0) for name in declared]
     wanted = []

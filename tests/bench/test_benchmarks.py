@@ -121,3 +121,16 @@ def test_hostile_load_step_vs_merge(request: pytest.FixtureRequest,
     callers = [r for r in rows if r["benchmark"] == "translate_32_callers"]
     assert [r["decode_batching"] for r in callers] == ["step", "merge"]
     assert callers[0]["vs_merge"] > 0
+
+
+def test_per_call_cost_beside_the_grpc_floor() -> None:
+    from bench import per_call_cost
+    rows = per_call_cost.run(quick=True, seconds=0.3, rounds=1, triton=False)
+    measured = [r for r in rows if "calls_per_s" in r]
+    assert [(r["api"], r["concurrency"], r["server"]) for r in measured] == [
+        (api, c, server) for c in (1, 8, 32) for api in ("smallserve", "oip")
+        for server in ("smallserve", "grpc floor", "grpc floor uvloop")]
+    assert all(r["errors"] == 0 and r["calls_per_s"] > 0 for r in measured)
+    assert all(r["vs_floor"] == 1.0 for r in measured if r["server"] == "grpc floor")
+    assert rows[-1] == {"benchmark": "per_call_cost", "server": "triton",
+                        "skipped": "not asked for"}

@@ -2,6 +2,7 @@
 
 import asyncio
 import re
+import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -169,3 +170,52 @@ def test_prometheus_metrics(slow_batching_server):
     assert 'smallserve_batch_size_bucket{le="4.0",model="slow"}' in text
     assert 'smallserve_request_seconds_bucket' in text and "smallserve_queue_seconds" in text
     assert "smallserve_models_loaded 1.0" in text and "smallserve_ready 1.0" in text
+
+
+class SlowRuns:
+    """A batch strategy whose runs take RUN_SECONDS and count how many overlap."""
+
+    RUN_SECONDS = 0.2
+
+    def __init__(self) -> None:
+        self.running = self.most = 0
+        self.lock = threading.Lock()
+
+    def rows(self, payload):
+        return 1
+
+    def signature(self, payload):
+        return payload  # calls of different payloads never merge
+
+    def run(self, payloads):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(self.RUN_SECONDS)
+        with self.lock:
+            self.running -= 1
+        return list(payloads)
+
+    def inline_kind(self, rows):
+        return None  # always on the pool
+
+    def record_execution(self, rows):
+        pass
+
+
+@pytest.mark.parametrize("instances", [1, 2, 3])
+def test_batch_instances_runs_that_many_batches_at_once(instances):
+    """--batch-instances N: N batches of one model run at the same time, never more."""
+    strategy = SlowRuns()
+    pool = InferencePool(4)
+    batcher = DynamicBatcher("m", BatchingConfig(instances=instances), pool, strategy, strategy)
+
+    async def calls():
+        return [a[0] for a in await asyncio.gather(*(batcher.submit(i, None) for i in range(3)))]
+
+    try:
+        answers = asyncio.run(calls())
+    finally:
+        pool.shutdown()
+    assert answers == [0, 1, 2]
+    assert strategy.most == instances  # 0.2 s each: sequential runs could never overlap
