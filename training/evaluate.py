@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from serving.repository import MANIFEST_FILE, Manifest
+from serving.repository.graph_io import IMAGE_OUTPUTS, MODEL
 from training.data.mnist import Split, load_mnist
 from training.metrics import classification_metrics, format_confusion_matrix
-
-MANIFEST_FILE = "manifest.json"
 
 
 def run_classifier(model_path: Path, images: np.ndarray, batch_size: int = 256,
@@ -34,7 +34,7 @@ def run_classifier(model_path: Path, images: np.ndarray, batch_size: int = 256,
     probs, logits = [], []
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size].astype(np.float32)
-        p, z = session.run(["probabilities", "logits"], {input_name: x})
+        p, z = session.run(list(IMAGE_OUTPUTS), {input_name: x})
         probs.append(p)
         logits.append(z)
     return np.concatenate(probs), np.concatenate(logits)
@@ -49,8 +49,8 @@ def evaluate_classifier(model_path: Path, split: Split, batch_size: int = 256
 def resolve_model(path: Path) -> tuple[Path, list[str] | None]:
     """A model.onnx file, or a version folder whose manifest names the graph and labels."""
     if path.is_dir():
-        manifest = json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8"))
-        return path / manifest["graphs"]["model"], list(manifest.get("labels", [])) or None
+        manifest = Manifest.read(path / MANIFEST_FILE)
+        return path / manifest.graphs[MODEL], manifest.labels or None
     return path, None
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from serving.client import Client
+from serving.repository import MANIFEST_FILE, CaptionDecoding
 from training.caption_metrics import attention_localisation, corpus_bleu, exact_match
 from training.data.captions import canvas_split, tokenize
 from training.data.mnist import load_mnist
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
 
-    manifest = json.loads((args.version_dir / "manifest.json").read_text(encoding="utf-8"))
+    manifest = json.loads((args.version_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
     if manifest.get("task") != "caption" or manifest["metrics"].get("n_test") is None or \
             "canvases" not in manifest["training"]["data"]:
         print(f"error: {args.version_dir} is not a captioner trained on digit canvases",
@@ -90,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     with Client(args.server, timeout=300) as client:
         served = evaluate_served(client, model, version, test_canvases(manifest, args.data_dir),
                                  args.beam_size)
-    recorded = manifest["metrics"] if args.beam_size in (0, manifest["decoding"][
-        "default_beam_size"]) else manifest["metrics"]["greedy"] if args.beam_size == 1 else {}
+    default_beam = CaptionDecoding.from_dict(manifest.get("decoding", {})).default_beam_size
+    recorded = manifest["metrics"] if args.beam_size in (0, default_beam) else \
+        manifest["metrics"]["greedy"] if args.beam_size == 1 else {}
     if args.json:
         print(json.dumps({"served": served, "recorded_in_process": {
             k: recorded.get(k) for k in served if k in recorded}}))

@@ -5,6 +5,7 @@ refused. Read from the registry's memory only (no file is read on the request pa
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from serving.oip.tensors import DATATYPE_OF_MANIFEST
@@ -48,13 +49,18 @@ def describe_runner(runner: Runner) -> dict[str, Any]:
         "inputs": [_tensor(t) for t in runner.input_specs],
         "outputs": [_tensor(t) for t in runner.output_specs],
         "labels": m.labels, "thresholds": m.thresholds,
-        "preprocessing": {k: m.preprocessing[k] for k in PREPROCESSING_KEYS
-                          if k in m.preprocessing},
-        "grid": m.grid,
-        "decoding": {k: m.decoding[k] for k in DECODING_KEYS if k in m.decoding},
-        "limits": m.limits, "metrics": m.metrics, "parity": m.parity,
+        "preprocessing": {k: v for k, v in _section(m.preprocessing).items()
+                          if k in PREPROCESSING_KEYS},
+        "grid": _section(m.grid),
+        "decoding": {k: v for k, v in _section(m.decoding).items() if k in DECODING_KEYS},
+        "limits": _section(m.limits), "metrics": m.metrics, "parity": m.parity,
         "created_at": m.created_at,
     }
+
+
+def _section(section: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A typed manifest section as its JSON object; {} where the task has none."""
+    return {} if section is None else dict(section)
 
 
 def _tensor(spec: TensorSpec) -> dict[str, Any]:

@@ -22,8 +22,24 @@ from typing import Any
 import numpy as np
 
 from serving.repository.errors import ManifestError
+from serving.repository.graph_io import (
+    ATTENTION,
+    DECODER_STEP,
+    ENCODER,
+    LOG_PROBS,
+    MEMORY,
+    MODEL,
+    NEW_STATE,
+    PREV_IDS,
+    PROBABILITIES,
+    SRC_IDS,
+    SRC_LENGTHS,
+    SRC_MASK,
+    STATE,
+)
 from serving.repository.manifest import Manifest, TensorSpec
 from serving.repository.safe_files import inside, read_regular
+from serving.repository.sections import SentencePieceTokenizer, VocabularyTokenizer
 
 Dim = int | str  # a fixed size, or a size named across the graphs
 
@@ -33,12 +49,6 @@ ORT_TYPES = {"float32": "tensor(float)", "float16": "tensor(float16)", "uint8": 
 BATCH, SOURCE = "B", "S"
 PROBE_BATCHES = (1, 3)
 PROBE_SOURCE_LENGTH = 2
-
-# the two graphs of both sequence tasks (training/export/decoder_step.py writes them)
-STEP_INPUTS = ("prev_ids", "state", "memory", "src_mask")
-STEP_OUTPUTS = ("log_probs", "new_state", "attention")
-TEXT_ENCODER_INPUTS = ("src_ids", "src_lengths")
-ENCODER_OUTPUTS = ("memory", "state")
 
 
 @dataclass(frozen=True)
@@ -110,40 +120,40 @@ def graph_contracts(manifest: Manifest,
     """Each graph's contract by role, and the sizes the manifest and tokenizer fix."""
     if manifest.task in ("classify", "tag"):
         labels = len(manifest.labels)
-        outputs = tuple(_from_spec(s, f"{s.name}.", labels if s.name == "probabilities"
+        outputs = tuple(_from_spec(s, f"{s.name}.", labels if s.name == PROBABILITIES
                                    else None) for s in manifest.outputs)
         inputs = tuple(_from_spec(s, f"{s.name}.") for s in manifest.inputs)
-        return {"model": Contract(inputs, outputs)}, {"L": labels}
+        return {MODEL: Contract(inputs, outputs)}, {"L": labels}
     vocabulary = vocabulary_size(manifest, version_dir)
-    if manifest.task == "caption":
+    if manifest.grid is not None:
         regions = "C"
-        known = {"V": vocabulary, "C": int(manifest.grid["rows"]) * int(manifest.grid["cols"])}
+        known = {"V": vocabulary, "C": manifest.grid.cells}
         encoder_inputs = tuple(_from_spec(s, f"{s.name}.") for s in manifest.inputs[:1])
     else:
         regions = SOURCE
         known = {"V": vocabulary}
-        encoder_inputs = (Tensor("src_ids", "int64", (BATCH, SOURCE)),
-                          Tensor("src_lengths", "int64", (BATCH,)))
+        encoder_inputs = (Tensor(SRC_IDS, "int64", (BATCH, SOURCE)),
+                          Tensor(SRC_LENGTHS, "int64", (BATCH,)))
     state, memory = (BATCH, "D"), (BATCH, regions, "F")
-    encoder = Contract(encoder_inputs, (Tensor("memory", "float32", memory),
-                                        Tensor("state", "float32", state)))
-    step = Contract((Tensor("prev_ids", "int64", (BATCH,)), Tensor("state", "float32", state),
-                     Tensor("memory", "float32", memory),
-                     Tensor("src_mask", "bool", (BATCH, regions))),
-                    (Tensor("log_probs", "float32", (BATCH, "V")),
-                     Tensor("new_state", "float32", state),
-                     Tensor("attention", "float32", (BATCH, regions))))
-    return {"encoder": encoder, "decoder_step": step}, known
+    encoder = Contract(encoder_inputs, (Tensor(MEMORY, "float32", memory),
+                                        Tensor(STATE, "float32", state)))
+    step = Contract((Tensor(PREV_IDS, "int64", (BATCH,)), Tensor(STATE, "float32", state),
+                     Tensor(MEMORY, "float32", memory),
+                     Tensor(SRC_MASK, "bool", (BATCH, regions))),
+                    (Tensor(LOG_PROBS, "float32", (BATCH, "V")),
+                     Tensor(NEW_STATE, "float32", state),
+                     Tensor(ATTENTION, "float32", (BATCH, regions))))
+    return {ENCODER: encoder, DECODER_STEP: step}, known
 
 
 def vocabulary_size(manifest: Manifest, version_dir: Path) -> int:
     """Pieces the decoder step must score: the target SentencePiece model's, or the lines of
     the caption vocabulary (what the runners decode ids with)."""
     tok = manifest.tokenizer
-    if manifest.task == "translate":
-        return _sentencepiece(version_dir, tok.get("target_model", tok["source_model"])) \
-            .get_piece_size()
-    rel = tok["vocab_file"]
+    if isinstance(tok, SentencePieceTokenizer):
+        return _sentencepiece(version_dir, tok.target_file).get_piece_size()
+    assert isinstance(tok, VocabularyTokenizer)  # Manifest.from_dict: one of the two
+    rel = tok.vocab_file
     raw = read_regular(inside(version_dir, rel), manifest.files[rel]["bytes"])
     return len(raw.decode("utf-8").splitlines())
 
@@ -209,25 +219,26 @@ def _probe(manifest: Manifest, version_dir: Path, contracts: dict[str, Contract]
     sizes = Sizes(known, frozenset())
     batch = known[BATCH]
     tag = f"(probe run, batch {batch})"
-    if "model" in contracts:
-        feeds = {t.name: _zeros(t, known) for t in contracts["model"].inputs}
-        _run(manifest.graphs["model"], contracts["model"], sessions["model"], feeds, sizes, tag)
+    if MODEL in contracts:
+        feeds = {t.name: _zeros(t, known) for t in contracts[MODEL].inputs}
+        _run(manifest.graphs[MODEL], contracts[MODEL], sessions[MODEL], feeds, sizes, tag)
         return
     tok = manifest.tokenizer
-    if manifest.task == "translate":
+    assert tok is not None  # Manifest.from_dict: every sequence model has one
+    if isinstance(tok, SentencePieceTokenizer):
         # the largest source id too: an embedding smaller than the tokenizer fails here
-        top = _sentencepiece(version_dir, tok["source_model"]).get_piece_size()
-        feeds = {"src_ids": np.full((batch, PROBE_SOURCE_LENGTH), top - 1, np.int64),
-                 "src_lengths": np.full(batch, PROBE_SOURCE_LENGTH, np.int64)}
+        top = _sentencepiece(version_dir, tok.source_model).get_piece_size()
+        feeds = {SRC_IDS: np.full((batch, PROBE_SOURCE_LENGTH), top - 1, np.int64),
+                 SRC_LENGTHS: np.full(batch, PROBE_SOURCE_LENGTH, np.int64)}
     else:
-        feeds = {t.name: _zeros(t, known) for t in contracts["encoder"].inputs}
-    encoded = _run(manifest.graphs["encoder"], contracts["encoder"], sessions["encoder"], feeds,
+        feeds = {t.name: _zeros(t, known) for t in contracts[ENCODER].inputs}
+    encoded = _run(manifest.graphs[ENCODER], contracts[ENCODER], sessions[ENCODER], feeds,
                    sizes, tag)
-    memory = encoded["memory"]
-    step_feeds = {"prev_ids": np.full(batch, int(tok.get("bos_id", 0)), np.int64),
-                  "state": encoded["state"], "memory": memory,
-                  "src_mask": np.ones(memory.shape[:2], bool)}
-    _run(manifest.graphs["decoder_step"], contracts["decoder_step"], sessions["decoder_step"],
+    memory = encoded[MEMORY]
+    step_feeds = {PREV_IDS: np.full(batch, tok.bos_id, np.int64),
+                  STATE: encoded[STATE], MEMORY: memory,
+                  SRC_MASK: np.ones(memory.shape[:2], bool)}
+    _run(manifest.graphs[DECODER_STEP], contracts[DECODER_STEP], sessions[DECODER_STEP],
          step_feeds, sizes, tag)
 
 

@@ -4,6 +4,7 @@ writes python-backend configs from them)."""
 
 from __future__ import annotations
 
+from serving.repository.graph_io import MODEL, PROBABILITIES
 from serving.repository.manifest import Manifest, TensorSpec
 
 TRITON_TYPES = {
@@ -11,7 +12,7 @@ TRITON_TYPES = {
     "int32": "TYPE_INT32", "int64": "TYPE_INT64", "bool": "TYPE_BOOL", "bytes": "TYPE_STRING",
 }
 DEFAULT_MAX_BATCH_SIZE = 256
-LABELLED_OUTPUT = "probabilities"
+LABELLED_OUTPUT = PROBABILITIES
 
 
 def max_batch_size(manifest: Manifest) -> int:
@@ -20,12 +21,12 @@ def max_batch_size(manifest: Manifest) -> int:
 
 def render_triton_config(manifest: Manifest) -> str | None:
     """Text of config.pbtxt, or None for models Triton cannot run as one graph."""
-    if set(manifest.graphs) != {"model"}:
+    if set(manifest.graphs) != {MODEL}:
         return None
     lines = [
         f'name: "{manifest.name}"',
         'platform: "onnxruntime_onnx"',
-        f'default_model_filename: "{manifest.graphs["model"]}"',
+        f'default_model_filename: "{manifest.graphs[MODEL]}"',
         f"max_batch_size: {max_batch_size(manifest)}",
     ]
     lines.append(tensor_list("input", manifest.inputs, []))

@@ -15,6 +15,7 @@ from serving import metrics
 from serving.batching import BatchStrategy, TensorBatching
 from serving.errors import InvalidInput
 from serving.repository import Manifest, TensorSpec
+from serving.repository.graph_io import MODEL
 from serving.runtime.session import SessionConfig, create_session
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ class Runner:
 
     def run_graph(self, feeds: Tensors, outputs: list[str] | None = None) -> Tensors:
         """Graph tensors in, graph tensors out, for single-graph models."""
-        session = self.sessions.get("model")
+        session = self.sessions.get(MODEL)
         if session is None:
             raise InvalidInput(f"model {self.name} is not a single-graph model")
         names = outputs or self.graph_output_names

@@ -16,7 +16,7 @@ import numpy as np
 
 from serving.batching import split
 from serving.decoding.search import Hypothesis, Search, run_search
-from serving.repository import Manifest, TensorSpec
+from serving.repository import CaptionDecoding, Manifest, TensorSpec, VocabularyTokenizer
 from serving.runners.base import Parameters, Tensors
 from serving.runners.image import IMAGE_INPUT, ImageInput
 from serving.runners.sequence import (
@@ -27,8 +27,6 @@ from serving.runners.sequence import (
     texts_tensor,
 )
 from serving.runtime.session import SessionConfig
-
-DEFAULT_MAX_LENGTH = 20
 
 
 @dataclass(frozen=True)
@@ -96,12 +94,14 @@ class CaptionerRunner(ImageInput, SequenceRunner):
 
     def __init__(self, manifest: Manifest, version_dir: Path, config: SessionConfig) -> None:
         super().__init__(manifest, version_dir, config)
-        tok = manifest.tokenizer
-        self.vocab = (version_dir / tok["vocab_file"]).read_text(encoding="utf-8").splitlines()
-        self.bos_id, self.eos_id = int(tok["bos_id"]), int(tok["eos_id"])
-        self.join = str(tok.get("join", " "))
-        self.grid = (int(manifest.grid["rows"]), int(manifest.grid["cols"]))
-        self.max_length = int(manifest.decoding.get("max_length", DEFAULT_MAX_LENGTH))
+        # Manifest.from_dict gives a caption model these three sections
+        tok, decoding, grid = manifest.tokenizer, manifest.decoding, manifest.grid
+        assert isinstance(tok, VocabularyTokenizer) and \
+            isinstance(decoding, CaptionDecoding) and grid is not None
+        self.vocab = (version_dir / tok.vocab_file).read_text(encoding="utf-8").splitlines()
+        self.join = tok.join
+        self.grid = (grid.rows, grid.cols)
+        self.max_length = decoding.max_length
 
     def warmup(self) -> None:
         # two batch sizes and both searches: a graph with a fixed batch axis fails here
@@ -155,11 +155,8 @@ class CaptionerRunner(ImageInput, SequenceRunner):
 
     def start(self, pixels: np.ndarray, limits: np.ndarray, beam_size: int = 0) -> Search:
         """The encoder over the images, and their search, not yet stepped."""
-        memory, state = self.sessions["encoder"].run(["memory", "state"],
-                                                     {self.input_name: pixels})
-        mask = np.ones(memory.shape[:2], bool)
-        return self.new_search(state, memory, mask, limits, beam_size, self.bos_id,
-                               self.eos_id)
+        return self.new_search(self.graphs.encode_images(pixels, self.input_name), limits,
+                               beam_size)
 
     def step_strategy(self) -> CaptionSteps:
         return CaptionSteps(self)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from serving.errors import InvalidInput
-from serving.preprocess.images import decode_images, header_pixels, image_geometry
+from serving.preprocess.images import decode_images, header_pixels
 from serving.preprocess.tensors import PIXEL_RANGE, grey_levels, image_batch
-from serving.repository import Manifest, TensorSpec
+from serving.repository import ImagePreprocessing, Manifest, TensorSpec
+from serving.repository.graph_io import PROBABILITIES
 from serving.runners.base import Parameters, Runner, Tensors
 
 IMAGE_INPUT = "image"  # encoded images, one BYTES element per batch row
@@ -32,8 +33,13 @@ class ImageInput:
         return self.manifest.inputs[0].name
 
     @property
+    def preprocessing(self) -> ImagePreprocessing:
+        assert self.manifest.preprocessing is not None  # from_dict: image tasks have one
+        return self.manifest.preprocessing
+
+    @property
     def chw(self) -> tuple[int, int, int]:
-        return image_geometry(self.manifest.preprocessing)
+        return self.preprocessing.chw
 
     @property
     def pixel_spec(self) -> TensorSpec:
@@ -63,7 +69,7 @@ class ImageInput:
             encoded = [bytes(x) for x in inputs[IMAGE_INPUT].reshape(-1)]
             if not encoded:
                 raise InvalidInput("no image in the request")
-            return decode_images(encoded, self.manifest.preprocessing)
+            return decode_images(encoded, dict(self.preprocessing))
         what = f"input {self.input_name!r}"
         return image_batch(grey_levels(inputs[self.input_name], what), self.chw, what)
 
@@ -83,4 +89,4 @@ class ImageRunner(ImageInput, Runner):
         return {self.input_name: self.pixels_from_inputs(inputs)}
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        return self.run_graph({self.input_name: pixels}, ["probabilities"])["probabilities"]
+        return self.run_graph({self.input_name: pixels}, [PROBABILITIES])[PROBABILITIES]

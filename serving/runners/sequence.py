@@ -8,14 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from serving.decoding.search import BeamSearch, GreedySearch, Hypothesis, Search, run_search
+from serving.decoding.encoder_decoder import MAX_BEAM_SIZE, Encoded, EncoderDecoder, new_search
+from serving.decoding.search import Search
 from serving.errors import InvalidInput, TooLarge
 from serving.preprocess.limits import input_limits
-from serving.repository import Manifest
+from serving.repository import Decoding, Manifest
+from serving.repository.graph_io import DECODER_STEP, ENCODER, MEMORY, MEMORY_KEYS
 from serving.runners.base import Runner
 from serving.runtime.session import SessionConfig
 
-MAX_BEAM_SIZE = 64
 MAX_OPTION = 2**31 - 1  # as the int32 fields of the project's own API
 
 
@@ -27,14 +28,17 @@ class SequenceRunner(Runner):
 
     def __init__(self, manifest: Manifest, version_dir: Path, config: SessionConfig) -> None:
         super().__init__(manifest, version_dir, config)
-        dec = manifest.decoding
-        self.default_beam = int(dec.get("default_beam_size", 1))
-        self.length_penalty = float(dec.get("length_penalty", 0.0))
+        assert manifest.decoding is not None and manifest.tokenizer is not None  # from_dict
+        self.decoding: Decoding = manifest.decoding
+        self.default_beam = self.decoding.default_beam_size
+        self.bos_id, self.eos_id = manifest.tokenizer.bos_id, manifest.tokenizer.eos_id
+        self.graphs = EncoderDecoder(self.sessions[ENCODER], self.sessions[DECODER_STEP])
+        self.step = self.graphs.step
         # float32 values per source position the search copies for every row (the memory,
         # and the attention keys where the encoder serves them)
         self.memory_width = sum(
-            int(i.shape[-1]) for i in self.sessions["decoder_step"].get_inputs()
-            if i.name in ("memory", "memory_keys") and isinstance(i.shape[-1], int))
+            int(i.shape[-1]) for i in self.sessions[DECODER_STEP].get_inputs()
+            if i.name in (MEMORY, MEMORY_KEYS) and isinstance(i.shape[-1], int))
 
     def check_cost(self, rows: int, beam_size: int, steps: int, source_len: int,
                    output_width: int) -> None:
@@ -69,34 +73,13 @@ class SequenceRunner(Runner):
         """One call's decoded sequences as every output tensor this model offers."""
         raise NotImplementedError
 
-    def new_search(self, state: np.ndarray, memory: np.ndarray, mask: np.ndarray,
-                   max_lengths: np.ndarray, beam_size: int, bos_id: int,
-                   eos_id: int) -> Search:
-        """Greedy search if the beam is 1, beam search otherwise, not yet stepped."""
-        beam_size = beam_size or self.default_beam
-        if beam_size > MAX_BEAM_SIZE:
-            raise InvalidInput(f"beam_size is at most {MAX_BEAM_SIZE}")
-        if beam_size == 1:
-            return GreedySearch(state, memory, mask, bos_id, eos_id, max_lengths)
-        return BeamSearch(state, memory, mask, bos_id, eos_id, max_lengths, beam_size,
-                          self.length_penalty)
-
-    def search(self, state: np.ndarray, memory: np.ndarray, mask: np.ndarray,
-               max_lengths: np.ndarray, beam_size: int, bos_id: int,
-               eos_id: int) -> list[Hypothesis]:
-        """A whole search, run alone."""
-        return run_search(self.new_search(state, memory, mask, max_lengths, beam_size,
-                                          bos_id, eos_id), self.step)
+    def new_search(self, encoded: Encoded, max_lengths: np.ndarray, beam_size: int) -> Search:
+        """The search of one call (beam 0: the model's default), not yet stepped."""
+        return new_search(encoded, max_lengths, beam_size or self.default_beam,
+                          self.decoding.length_penalty, self.bos_id, self.eos_id)
 
     def rows(self, sequences: int, beam_size: int) -> int:
         return sequences * (beam_size or self.default_beam)
-
-    def step(self, prev: np.ndarray, state: np.ndarray, memory: np.ndarray,
-             mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        log_probs, new_state, attention = self.sessions["decoder_step"].run(
-            ["log_probs", "new_state", "attention"],
-            {"prev_ids": prev, "state": state, "memory": memory, "src_mask": mask})
-        return log_probs, new_state, attention
 
 
 def padded(rows: Sequence[Sequence[Any]], fill: Any, dtype: Any,

@@ -19,9 +19,14 @@ import sentencepiece as spm
 from serving.batching import split
 from serving.decoding.search import Hypothesis, Search, run_search
 from serving.errors import InvalidInput
-from serving.preprocess.tensors import pad_batch
 from serving.preprocess.text import decode_texts
-from serving.repository import Manifest, TensorSpec
+from serving.repository import (
+    Manifest,
+    SentencePieceTokenizer,
+    TensorSpec,
+    TranslationDecoding,
+    TranslationLimits,
+)
 from serving.runners.base import Parameters, Tensors
 from serving.runners.sequence import (
     SequenceRunner,
@@ -32,7 +37,6 @@ from serving.runners.sequence import (
 )
 from serving.runtime.session import SessionConfig
 
-DEFAULT_MAX_SOURCE_PIECES = 200
 TEXT_INPUT = "text"
 # tokenising this many bytes of text takes well under a millisecond: more goes to a worker
 INLINE_TEXT_BYTES = 16 * 1024
@@ -116,20 +120,16 @@ class TranslatorRunner(SequenceRunner):
 
     def __init__(self, manifest: Manifest, version_dir: Path, config: SessionConfig) -> None:
         super().__init__(manifest, version_dir, config)
-        tok = manifest.tokenizer
-        self.source_sp = spm.SentencePieceProcessor(
-            model_file=str(version_dir / tok["source_model"]))
-        self.target_sp = spm.SentencePieceProcessor(
-            model_file=str(version_dir / tok.get("target_model", tok["source_model"])))
-        self.pad_id, self.bos_id = int(tok["pad_id"]), int(tok["bos_id"])
-        self.eos_id = int(tok["eos_id"])
-        self.add_bos, self.add_eos = bool(tok.get("add_bos_to_source")), \
-            bool(tok.get("add_eos_to_source"))
-        dec = manifest.decoding
-        self.length_ratio = float(dec.get("max_length_ratio", 2.0))
-        self.length_offset = int(dec.get("max_length_offset", 10))
-        self.max_source_pieces = int(manifest.limits.get("max_source_pieces",
-                                                         DEFAULT_MAX_SOURCE_PIECES))
+        # Manifest.from_dict gives a translate model these three sections
+        tok, decoding, limits = manifest.tokenizer, manifest.decoding, manifest.limits
+        assert isinstance(tok, SentencePieceTokenizer) and \
+            isinstance(decoding, TranslationDecoding) and isinstance(limits, TranslationLimits)
+        self.tokenizer, self.translation_decoding = tok, decoding
+        self.source_sp = spm.SentencePieceProcessor(model_file=str(version_dir /
+                                                                   tok.source_model))
+        self.target_sp = spm.SentencePieceProcessor(model_file=str(version_dir /
+                                                                   tok.target_file))
+        self.max_source_pieces = limits.max_source_pieces
 
     def warmup(self) -> None:
         # two batch sizes and both searches: a graph with a fixed batch axis fails here
@@ -181,12 +181,13 @@ class TranslatorRunner(SequenceRunner):
             if not text.strip():
                 raise InvalidInput(f"text {i} is empty")
             pieces = self.source_sp.encode(text, out_type=int)
-            pieces = [self.bos_id] * self.add_bos + pieces + [self.eos_id] * self.add_eos
+            pieces = [self.bos_id] * self.tokenizer.add_bos_to_source + pieces + \
+                [self.eos_id] * self.tokenizer.add_eos_to_source
             if len(pieces) > self.max_source_pieces:
                 raise InvalidInput(f"text {i} has {len(pieces)} pieces; this model takes at "
                                    f"most {self.max_source_pieces}")
             ids.append(pieces)
-        limits = [int(np.ceil(self.length_ratio * len(p) + self.length_offset)) for p in ids]
+        limits = [self.translation_decoding.max_target_length(len(p)) for p in ids]
         if max_length:
             limits = [min(n, max_length) for n in limits]
         return Sources(ids, [[self.source_sp.id_to_piece(i) for i in p] for p in ids], limits)
@@ -197,12 +198,8 @@ class TranslatorRunner(SequenceRunner):
 
     def start(self, sources: Sources, beam_size: int = 0) -> Search:
         """The encoder over the padded sentences, and their search, not yet stepped."""
-        src_ids, lengths = pad_batch(sources.ids, self.pad_id)
-        memory, state = self.sessions["encoder"].run(
-            ["memory", "state"], {"src_ids": src_ids, "src_lengths": lengths})
-        mask = np.arange(src_ids.shape[1])[None, :] < lengths[:, None]
-        return self.new_search(state, memory, mask, np.array(sources.limits, np.int64),
-                               beam_size, self.bos_id, self.eos_id)
+        return self.new_search(self.graphs.encode_ids(sources.ids, self.tokenizer.pad_id),
+                               np.array(sources.limits, np.int64), beam_size)
 
     def results(self, hyps: list[Hypothesis], sources: Sources) -> list[TranslationResult]:
         return [self._result(h, pieces) for h, pieces in zip(hyps, sources.pieces, strict=True)]

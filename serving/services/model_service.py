@@ -131,9 +131,9 @@ class ModelService(pb_grpc.ModelServiceServicer):
                 score=float(out["scores"][i]), finished=bool(out["finished"][i])))
         m = runner.manifest
         return pb.CaptionResponse(
-            model=_ref(runner), grid_rows=int(m.grid["rows"]), grid_cols=int(m.grid["cols"]),
-            image_height=int(m.preprocessing["height"]),
-            image_width=int(m.preprocessing["width"]), captions=captions)
+            model=_ref(runner), grid_rows=m.grid.rows, grid_cols=m.grid.cols,
+            image_height=m.preprocessing.height, image_width=m.preprocessing.width,
+            captions=captions)
 
     async def _probabilities(self, runner: Runner, request: pb.ClassifyRequest | pb.TagRequest,
                              context: grpc.aio.ServicerContext) -> np.ndarray:

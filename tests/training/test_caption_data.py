@@ -86,13 +86,36 @@ def _photo_folder(tmp_path: Path, n: int = 10) -> Path:
 def test_caption_folder_keeps_every_caption_and_splits_by_image(tmp_path: Path):
     root = _photo_folder(tmp_path)
     table = read_captions_csv(root / "captions.txt")
-    assert table["p3.png"] == ["A photo number 3 .", "another, caption"]
+    assert table.captions["p3.png"] == ["A photo number 3 .", "another, caption"]
+    assert table.blank_lines_skipped == 0
     data = load_caption_folder(root / "images", root / "captions.txt", 16, 0.2, 0.2)
     assert data.image_shape == (3, 16, 16)
     assert (len(data.train), len(data.validation), len(data.test)) == (6, 2, 2)
     assert all(len(r) == 2 for r in data.test.references)
     index, captions = data.train.pairs()
     assert len(index) == len(captions) == 12 and index.tolist()[:2] == [0, 0]
+
+
+def test_captions_csv_skips_and_counts_blank_rows(tmp_path: Path):
+    path = tmp_path / "c.csv"
+    # a blank line before the header, between rows, a spreadsheet's empty row, one at the end
+    path.write_text('\nimage,caption\na.png,a dog\n\n,\nb.png,"two\nlines"\n\n')
+    table = read_captions_csv(path)
+    assert table.captions == {"a.png": ["a dog"], "b.png": ["two\nlines"]}
+    assert table.blank_lines_skipped == 4
+    (tmp_path / "photos").mkdir()
+    root = _photo_folder(tmp_path / "photos")
+    with (root / "captions.txt").open("a") as f:
+        f.write("\n\n")
+    data = load_caption_folder(root / "images", root / "captions.txt", 16, 0.2, 0.2)
+    assert data.blank_lines_skipped == 2 and data.details["blank_lines_skipped"] == 2
+
+
+def test_captions_csv_row_without_image_names_its_line(tmp_path: Path):
+    path = tmp_path / "c.csv"
+    path.write_text('image,caption\na.png,"a\ndog"\n\n,no image here\n')
+    with pytest.raises(DataError, match=r"c\.csv: line 5: empty image name"):
+        read_captions_csv(path)
 
 
 def test_captions_csv_needs_its_columns(tmp_path: Path):

@@ -44,7 +44,8 @@ def test_line_aligned_files(tmp_path: Path) -> None:
     ("uno\tone\tCC-BY\n", r"bad\.tsv:1: expected source<TAB>target, found 3 tab-separated"),
     ("uno\tone\n\t two\n", r"bad\.tsv:2: the source side is empty"),
     ("uno\tone\ntres\t  \n", r"bad\.tsv:2: the target side is empty"),
-    ("uno\tone\n\ndos\ttwo\n", r"bad\.tsv:2: expected source<TAB>target, found no tab"),
+    ("uno\tone\n\ndos two\n", r"bad\.tsv:3: expected source<TAB>target, found no tab"),
+    ("\n\n", r"bad\.tsv: no sentence pair, only 2 blank line\(s\)"),
     ("", r"bad\.tsv: file is empty"),
 ])
 def test_malformed_tsv_lines_are_named(tmp_path: Path, content: str, message: str) -> None:
@@ -57,6 +58,29 @@ def test_invalid_utf8_names_file_line_and_byte(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"latin1\.tsv:2: not valid UTF-8 \(byte 0xf1 at "
                                         r"column 2\)"):
         read_tsv(path)
+
+
+def test_blank_lines_are_skipped_and_counted(tmp_path: Path) -> None:
+    # as Multi30k's files are: a blank line at the end (and here one in the middle too)
+    tsv = read_tsv(write(tmp_path / "train.tsv", "uno\tone\n\ndos\ttwo\n \t \n\n"))
+    assert (tsv.sources, tsv.targets) == (["uno", "dos"], ["one", "two"])
+    assert tsv.blank_lines_skipped == 3
+    src = write(tmp_path / "train.de", "eins\n\nzwei\n\n")
+    tgt = write(tmp_path / "train.en", "one\n \ntwo\n\n")
+    aligned = read_parallel([src, tgt])
+    assert (aligned.sources, aligned.targets) == (["eins", "zwei"], ["one", "two"])
+    assert aligned.blank_lines_skipped == 2 and aligned.head(1).blank_lines_skipped == 2
+    splits = load_splits([src, tgt], [tmp_path / "train.tsv"], [tmp_path / "train.tsv"], None)
+    assert splits.blank_lines_skipped == 2 + 3 + 3
+
+
+def test_one_sided_empty_line_still_stops_with_file_and_line(tmp_path: Path) -> None:
+    src = write(tmp_path / "train.de", "eins\nzwei\n\n")
+    tgt = write(tmp_path / "train.en", "one\n\nthree\n")
+    with pytest.raises(DataError, match=r"train\.en:2: the target side is empty"):
+        read_aligned_files(src, tgt)
+    with pytest.raises(DataError, match=r"t\.tsv:3: the source side is empty"):
+        read_tsv(write(tmp_path / "t.tsv", "uno\tone\n\n\tthree\n"))
 
 
 def test_empty_line_in_aligned_files(tmp_path: Path) -> None:
@@ -91,13 +115,14 @@ def test_cli_reports_data_errors_without_traceback(tmp_path: Path,
 
 
 def test_cli_trains_on_files_with_swap(tmp_path: Path) -> None:
-    """The file path end to end at a tiny size: TSV and line-aligned splits, --swap."""
+    """The file path end to end at a tiny size: TSV and line-aligned splits, --swap, and files
+    that end with a blank line, as Multi30k's do."""
     splits = toy_splits((300, 30, 30))
     write(tmp_path / "train.tsv", "".join(f"{t}\t{s}\n" for s, t in
                                           zip(splits.train.sources, splits.train.targets,
-                                              strict=True)))
-    write(tmp_path / "dev.en", "".join(t + "\n" for t in splits.dev.targets))
-    write(tmp_path / "dev.es", "".join(s + "\n" for s in splits.dev.sources))
+                                              strict=True)) + "\n")
+    write(tmp_path / "dev.en", "".join(t + "\n" for t in splits.dev.targets) + "\n")
+    write(tmp_path / "dev.es", "".join(s + "\n" for s in splits.dev.sources) + "\n")
     write(tmp_path / "test.tsv", "".join(f"{t}\t{s}\n" for s, t in
                                          zip(splits.test.sources, splits.test.targets,
                                              strict=True)))

@@ -124,6 +124,7 @@ class CaptionDataset:
     color: str  # "grayscale" | "rgb"
     source: str
     details: dict
+    blank_lines_skipped: int = 0  # of the captions CSV (canvases have none)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -136,29 +137,45 @@ def canvas_split(canvases: Canvases) -> CaptionSplit:
                         [[digit_caption(s)] for s in canvases.sequences], list(canvases.boxes))
 
 
-def read_captions_csv(path: Path) -> dict[str, list[str]]:
-    """image -> its captions, in file order, from a CSV with the columns image and caption."""
+@dataclass(frozen=True)
+class CaptionTable:
+    captions: dict[str, list[str]]  # image -> its captions, in file order
+    blank_lines_skipped: int  # rows with every cell empty (blank lines, a spreadsheet's ",")
+
+
+def read_captions_csv(path: Path) -> CaptionTable:
+    """The captions of a CSV with the columns image and caption. Blank rows are skipped and
+    counted; a row with a caption but no image name stops with its line."""
     if not path.is_file():
         raise DataError(f"{path}: captions CSV not found")
     captions: dict[str, list[str]] = {}
+    blank = 0
     with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        fields = [name.strip() for name in reader.fieldnames or []]
-        missing = [c for c in COLUMNS if c not in fields]
+        reader = csv.reader(f)
+        header: list[str] = []
+        for row in reader:  # the first row that is not blank
+            header = [name.strip() for name in row]
+            if any(header):
+                break
+            blank += 1
+        missing = [c for c in COLUMNS if c not in header]
         if missing:
             raise DataError(f"{path}: missing column(s) {', '.join(missing)}; the header must "
-                            f"name {', '.join(COLUMNS)} (found: {', '.join(fields) or 'none'})")
-        reader.fieldnames = fields
-        for line, row in enumerate(reader, start=2):
-            image = (row.get("image") or "").strip()
-            caption = (row.get("caption") or "").strip()
+                            f"name {', '.join(COLUMNS)} (found: {', '.join(header) or 'none'})")
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                blank += 1
+                continue
+            cells = dict(zip(header, row, strict=False))
+            image, caption = cells.get("image", "").strip(), cells.get("caption", "").strip()
             if not image:
-                raise DataError(f"{path}: line {line}: empty image name")
+                # line_num: where the row ends, which a quoted caption's newlines move
+                raise DataError(f"{path}: line {reader.line_num}: empty image name")
             if tokenize(caption):  # a caption with no word teaches nothing
                 captions.setdefault(image, []).append(caption)
     if not captions:
         raise DataError(f"{path}: no captioned image")
-    return captions
+    return CaptionTable(captions, blank)
 
 
 def load_caption_folder(folder: Path, captions_csv: Path | None, image_size: int,
@@ -170,7 +187,8 @@ def load_caption_folder(folder: Path, captions_csv: Path | None, image_size: int
     if not folder.is_dir():
         raise DataError(f"{folder}: image folder not found")
     path = Path(captions_csv) if captions_csv is not None else folder / CAPTIONS_FILE
-    table = read_captions_csv(path)
+    read = read_captions_csv(path)
+    table = read.captions
     names = sorted(table)
     root = folder if all((folder / n).is_file() for n in names[:1]) else folder / "images"
     missing = [n for n in names if not (root / n).is_file()]
@@ -187,4 +205,6 @@ def load_caption_folder(folder: Path, captions_csv: Path | None, image_size: int
 
     return CaptionDataset(split(train), split(val), split(test), "rgb", f"{path} ({n} images)",
                           {"images": n, "captions": sum(len(v) for v in table.values()),
-                           "image_folder": str(root), "split_seed": split_seed})
+                           "blank_lines_skipped": read.blank_lines_skipped,
+                           "image_folder": str(root), "split_seed": split_seed},
+                          read.blank_lines_skipped)

@@ -2,7 +2,10 @@
 two line-aligned files, one sentence per line.
 
 Every problem names the file and the 1-based line, because a corpus of 100k lines with one
-stray tab is otherwise a needle in a haystack.
+stray tab is otherwise a needle in a haystack. Blank lines (both sides empty: a blank TSV line,
+or a line blank in both aligned files, such as the one Multi30k's files end with) are skipped
+and counted, as OpenNMT and JoeyNMT skip them; a pair with one side empty is an error, since
+it says the files are misaligned or a sentence is missing.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ class ParallelCorpus:
     origin: str  # where it came from, for the manifest and messages
     # toy corpus only: per pair, target word index -> aligned source word index
     alignments: list[tuple[int, ...]] | None = field(default=None, compare=False)
+    # lines of the file(s) read where both sides were empty, left out of the pairs
+    blank_lines_skipped: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.sources) != len(self.targets):
@@ -35,12 +40,13 @@ class ParallelCorpus:
 
     def head(self, n: int) -> ParallelCorpus:
         aligned = self.alignments[:n] if self.alignments is not None else None
-        return ParallelCorpus(self.sources[:n], self.targets[:n], self.origin, aligned)
+        return ParallelCorpus(self.sources[:n], self.targets[:n], self.origin, aligned,
+                              self.blank_lines_skipped)
 
     def take(self, index: Sequence[int]) -> ParallelCorpus:
         aligned = [self.alignments[i] for i in index] if self.alignments is not None else None
         return ParallelCorpus([self.sources[i] for i in index], [self.targets[i] for i in index],
-                              self.origin, aligned)
+                              self.origin, aligned, self.blank_lines_skipped)
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,15 @@ class ParallelSplits:
     dev: ParallelCorpus
     test: ParallelCorpus
     source: str  # description of the data for the manifest
+
+    @property
+    def blank_lines_skipped(self) -> int:
+        """Blank lines left out of the three splits' files (the run reports them)."""
+        return sum(self.blank_lines_by_split().values())
+
+    def blank_lines_by_split(self) -> dict[str, int]:
+        return {name: corpus.blank_lines_skipped for name, corpus in
+                zip(SPLITS, (self.train, self.dev, self.test), strict=True)}
 
 
 def read_lines(path: Path) -> list[str]:
@@ -78,8 +93,11 @@ def read_lines(path: Path) -> list[str]:
 
 def read_tsv(path: Path, swap: bool = False) -> ParallelCorpus:
     """source<TAB>target per line; swap=True reads target<TAB>source (e.g. eng<TAB>spa)."""
-    sources, targets = [], []
+    sources, targets, blank = [], [], 0
     for number, line in enumerate(read_lines(path), start=1):
+        if not line.strip():
+            blank += 1
+            continue
         fields = line.split("\t")
         if len(fields) != 2:
             what = "no tab" if len(fields) == 1 else f"{len(fields)} tab-separated fields"
@@ -89,20 +107,31 @@ def read_tsv(path: Path, swap: bool = False) -> ParallelCorpus:
         _check_side(path, number, target, "target")
         sources.append(source.strip())
         targets.append(target.strip())
-    return ParallelCorpus(sources, targets, str(path))
+    return _corpus(sources, targets, str(path), blank)
 
 
 def read_aligned_files(source_path: Path, target_path: Path) -> ParallelCorpus:
     """Two files, line i of one translating line i of the other."""
-    sources, targets = read_lines(source_path), read_lines(target_path)
-    if len(sources) != len(targets):
-        raise DataError(f"{source_path} has {len(sources)} lines but {target_path} has "
-                        f"{len(targets)}; line-aligned files must be equally long")
-    for number, (s, t) in enumerate(zip(sources, targets, strict=True), start=1):
+    source_lines, target_lines = read_lines(source_path), read_lines(target_path)
+    if len(source_lines) != len(target_lines):
+        raise DataError(f"{source_path} has {len(source_lines)} lines but {target_path} has "
+                        f"{len(target_lines)}; line-aligned files must be equally long")
+    sources, targets, blank = [], [], 0
+    for number, (s, t) in enumerate(zip(source_lines, target_lines, strict=True), start=1):
+        if not s.strip() and not t.strip():
+            blank += 1
+            continue
         _check_side(source_path, number, s, "source")
         _check_side(target_path, number, t, "target")
-    return ParallelCorpus([s.strip() for s in sources], [t.strip() for t in targets],
-                          f"{source_path} + {target_path}")
+        sources.append(s.strip())
+        targets.append(t.strip())
+    return _corpus(sources, targets, f"{source_path} + {target_path}", blank)
+
+
+def _corpus(sources: list[str], targets: list[str], origin: str, blank: int) -> ParallelCorpus:
+    if not sources:
+        raise DataError(f"{origin}: no sentence pair, only {blank} blank line(s)")
+    return ParallelCorpus(sources, targets, origin, blank_lines_skipped=blank)
 
 
 def read_parallel(paths: Sequence[Path], swap: bool = False) -> ParallelCorpus:

@@ -13,23 +13,51 @@ serving.decoding, over each step) and requires identical tokens.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from torch import nn
 
-from serving.decoding import Hypothesis, StepFn, beam_search, greedy_decode
-from training.export.decoder_step import STEP_INPUTS, STEP_OUTPUTS, DecoderStepGraph, torch_step
+from serving.decoding import (
+    Encoded,
+    EncoderDecoder,
+    Hypothesis,
+    StepFn,
+    caption_images,
+    new_search,
+    run_search,
+)
+from serving.repository import CaptionDecoding
+from serving.repository.graph_io import (
+    DECODER_STEP_FILE,
+    ENCODER_FILE,
+    ENCODER_OUTPUTS,
+    IMAGE_ENCODER_INPUTS,
+    LOG_PROBS,
+    MEMORY,
+    PIXELS,
+    PREV_IDS,
+    SRC_MASK,
+    STATE,
+    STEP_INPUTS,
+    STEP_OUTPUTS,
+)
+from training.export.decoder_step import DecoderStepGraph, step_axes, torch_step
 from training.export.onnx_export import export_onnx
-from training.export.parity import LOG_PROBS_RTOL, PROVIDER, ParityError, ParityReport, check_parity
+from training.export.parity import (
+    LOG_PROBS_RTOL,
+    PROVIDER,
+    ParityError,
+    SequenceParity,
+    check_parity,
+)
 from training.models.captioner import Captioner
 
-ENCODER_FILE, DECODER_FILE = "encoder.onnx", "decoder_step.onnx"
-ENCODER_INPUTS, ENCODER_OUTPUTS = ("pixels",), ("memory", "state")
+DECODER_FILE = DECODER_STEP_FILE
+ENCODER_INPUTS = IMAGE_ENCODER_INPUTS
 PARITY_TOLERANCE = 1e-5
 
 
@@ -54,80 +82,55 @@ def export_caption_graphs(encoder: EncoderGraph, folder: Path) -> tuple[Path, Pa
     pixels = torch.zeros((2, c, h, w))  # batch 2: a traced batch of 1 would be frozen
     memory, state = encoder(pixels)
     enc = export_onnx(encoder, (pixels,), folder / ENCODER_FILE, ENCODER_INPUTS,
-                      ENCODER_OUTPUTS, {"pixels": {0: "batch"}})
-    batch = {0: "batch"}
+                      ENCODER_OUTPUTS, {PIXELS: {0: "batch"}})
     step_inputs = (torch.ones(2, dtype=torch.int64), state, memory,
                    torch.ones(memory.shape[:2], dtype=torch.bool))
+    inputs, outputs = step_axes({0: "batch"})
     dec = export_onnx(DecoderStepGraph(model), step_inputs, folder / DECODER_FILE, STEP_INPUTS,
-                      STEP_OUTPUTS, {"prev_ids": batch, "state": batch, "memory": batch,
-                                     "src_mask": batch})
+                      STEP_OUTPUTS, inputs, output_axes=outputs)
     return enc, dec
 
 
 class OnnxCaptioner:
-    """The exported pair run as the server runs it: encoder once, search over the step."""
+    """An exported version decoded as the server decodes it (serving.decoding.caption_images)."""
 
     def __init__(self, folder: Path, provider: str = PROVIDER) -> None:
-        self.encoder = ort.InferenceSession(str(folder / ENCODER_FILE), providers=[provider])
-        self.decoder = ort.InferenceSession(str(folder / DECODER_FILE), providers=[provider])
+        self.graphs = EncoderDecoder.open(folder, [provider])
 
     def encode(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        memory, state = self.encoder.run(list(ENCODER_OUTPUTS), {"pixels": pixels})
-        return memory, state
-
-    def step(self, prev: np.ndarray, state: np.ndarray, memory: np.ndarray,
-             mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        log_probs, new_state, attention = self.decoder.run(
-            list(STEP_OUTPUTS),
-            {"prev_ids": prev, "state": state, "memory": memory, "src_mask": mask})
-        return log_probs, new_state, attention
+        encoded = self.graphs.encode_images(pixels)
+        return encoded.memory, encoded.state
 
     def decode(self, images: np.ndarray, bos_id: int, eos_id: int, max_length: int,
                beam_size: int = 1, length_penalty: float = 0.0,
                batch_size: int = 256) -> list[Hypothesis]:
         """uint8 or float images (N, C, H, W) at the graph's size -> one hypothesis each."""
-        out: list[Hypothesis] = []
-        for start in range(0, len(images), batch_size):
-            pixels = images[start:start + batch_size].astype(np.float32)
-            memory, state = self.encode(pixels)
-            out += search(self.step, state, memory, bos_id, eos_id, max_length, beam_size,
-                          length_penalty)
-        return out
+        decoding = CaptionDecoding(default_beam_size=beam_size, length_penalty=length_penalty,
+                                   max_length=max_length)
+        return caption_images(self.graphs, images, bos_id, eos_id, decoding, batch_size)
 
 
 def search(step: StepFn, state: np.ndarray, memory: np.ndarray, bos_id: int, eos_id: int,
            max_length: int, beam_size: int = 1,
            length_penalty: float = 0.0) -> list[Hypothesis]:
-    mask = np.ones(memory.shape[:2], bool)  # images have no padding: every cell may be seen
+    """The server's search over any step (the PyTorch one, for parity and per-epoch scores)."""
+    encoded = Encoded(memory, state, np.ones(memory.shape[:2], bool))
     limits = np.full(len(state), max_length, np.int64)
-    if beam_size == 1:
-        return greedy_decode(step, state, memory, mask, bos_id, eos_id, limits)
-    return beam_search(step, state, memory, mask, bos_id, eos_id, limits, beam_size,
-                       length_penalty)
+    return run_search(new_search(encoded, limits, beam_size, length_penalty, bos_id, eos_id),
+                      step)
 
 
 @dataclass
-class CaptionParity:
-    encoder: ParityReport
-    decoder_step: ParityReport
-    greedy_images: int
-    greedy_mismatches: int
-
+class CaptionParity(SequenceParity):
     @property
-    def max_abs_diff(self) -> float:
-        return max(self.encoder.max_abs_diff, self.decoder_step.max_abs_diff)
+    def greedy_images(self) -> int:
+        return self.greedy_inputs
 
     def manifest_entry(self) -> dict[str, Any]:
-        return {"max_abs_diff": self.max_abs_diff,
-                "tolerance": self.encoder.tolerance,
-                "criterion": f"|onnxruntime - PyTorch| <= {self.encoder.tolerance:g} on "
-                             f"memory, state, new_state and attention; <= "
-                             f"{self.encoder.tolerance:g} + {LOG_PROBS_RTOL:g} * |log p| on "
-                             f"log_probs; greedy tokens identical",
-                "encoder": asdict(self.encoder), "decoder_step": asdict(self.decoder_step),
-                "greedy_tokens": {"images": self.greedy_images,
+        return {**super().manifest_entry(),
+                "greedy_tokens": {"images": self.greedy_inputs,
                                   "mismatches": self.greedy_mismatches,
-                                  "compared": "serving.decoding.greedy_decode over the "
+                                  "compared": "serving.decoding's greedy search over the "
                                               "onnxruntime step vs over the PyTorch step"}}
 
 
@@ -148,7 +151,7 @@ def check_caption_parity(encoder: EncoderGraph, folder: Path, images: np.ndarray
     edge = np.concatenate([np.zeros_like(real[:1]), np.full_like(real[:1], 255.0)])
     pixel_batches = [real, real[:1], real[:3], np.concatenate([real[:5], edge])]
     enc_report = check_parity(encoder, folder / ENCODER_FILE,
-                              [{"pixels": p} for p in pixel_batches], tolerance=tolerance)
+                              [{PIXELS: p} for p in pixel_batches], tolerance=tolerance)
     with torch.no_grad():
         memory, state = (t.numpy() for t in encoder(torch.from_numpy(real)))
     rng = np.random.default_rng(0)
@@ -162,11 +165,11 @@ def check_caption_parity(encoder: EncoderGraph, folder: Path, images: np.ndarray
                                      torch.from_numpy(memory[:n]),
                                      torch.ones(memory[:n].shape[:2], dtype=torch.bool))
         for s in (state[:n], later.numpy()):
-            step_batches.append({"prev_ids": ids, "state": s, "memory": memory[:n],
-                                 "src_mask": np.ones(memory[:n].shape[:2], bool)})
+            step_batches.append({PREV_IDS: ids, STATE: s, MEMORY: memory[:n],
+                                 SRC_MASK: np.ones(memory[:n].shape[:2], bool)})
     dec_report = check_parity(DecoderStepGraph(model), folder / DECODER_FILE, step_batches,
                               tolerance=tolerance,
-                              relative_tolerance={"log_probs": LOG_PROBS_RTOL})
+                              relative_tolerance={LOG_PROBS: LOG_PROBS_RTOL})
     onnx_model = OnnxCaptioner(folder)
     held_out = images[:greedy_images]
     got = onnx_model.decode(held_out, bos_id, eos_id, max_length)

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-INPUT_NAME = "pixels"
-OUTPUT_NAMES = ("probabilities", "logits")
+from serving.repository.graph_io import IMAGE_OUTPUTS, MODEL_FILE, PIXELS
+
+INPUT_NAME, OUTPUT_NAMES, GRAPH_FILE = PIXELS, IMAGE_OUTPUTS, MODEL_FILE
 HEADS = ("softmax", "sigmoid")
 
 

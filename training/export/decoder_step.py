@@ -15,9 +15,20 @@ import torch
 from torch import nn
 
 from serving.decoding import StepFn
+from serving.repository.graph_io import (
+    ATTENTION,
+    LOG_PROBS,
+    MEMORY,
+    NEW_STATE,
+    PREV_IDS,
+    SRC_MASK,
+    STATE,
+    STEP_INPUTS,
+    STEP_OUTPUTS,
+)
 
-STEP_INPUTS = ("prev_ids", "state", "memory", "src_mask")
-STEP_OUTPUTS = ("log_probs", "new_state", "attention")
+__all__ = ["STEP_INPUTS", "STEP_OUTPUTS", "DecoderStepGraph", "step_axes", "torch_step"]
+Axes = dict[str, dict[int, str]]
 
 
 class DecoderStepGraph(nn.Module):
@@ -31,6 +42,14 @@ class DecoderStepGraph(nn.Module):
                 src_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         logits, new_state, attention = self.step(prev_ids, state, memory, src_mask)
         return torch.log_softmax(logits, dim=-1), new_state, attention
+
+
+def step_axes(source_axes: dict[int, str]) -> tuple[Axes, Axes]:
+    """The step's dynamic axes (inputs, outputs): the batch everywhere, and source_axes on
+    what runs along the source (memory, mask, attention)."""
+    batch = {0: "batch"}
+    return ({PREV_IDS: batch, STATE: batch, MEMORY: source_axes, SRC_MASK: source_axes},
+            {LOG_PROBS: batch, NEW_STATE: batch, ATTENTION: source_axes})
 
 
 def torch_step(model: nn.Module,

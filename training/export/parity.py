@@ -45,6 +45,29 @@ class ParityReport:
         return asdict(self)
 
 
+@dataclass
+class SequenceParity:
+    """Both graphs of a sequence model checked, then greedy decodes of held-out inputs through
+    onnxruntime compared token by token with PyTorch's."""
+
+    encoder: ParityReport
+    decoder_step: ParityReport
+    greedy_inputs: int
+    greedy_mismatches: int
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max(self.encoder.max_abs_diff, self.decoder_step.max_abs_diff)
+
+    def manifest_entry(self) -> dict[str, Any]:
+        tol = self.encoder.tolerance
+        return {"max_abs_diff": self.max_abs_diff, "tolerance": tol,
+                "criterion": f"|onnxruntime - PyTorch| <= {tol:g} on memory, state, new_state "
+                             f"and attention; <= {tol:g} + {LOG_PROBS_RTOL:g} * |log p| on "
+                             f"log_probs; greedy tokens identical",
+                "encoder": asdict(self.encoder), "decoder_step": asdict(self.decoder_step)}
+
+
 def check_parity(module: nn.Module, onnx_path: Path, batches: Sequence[dict[str, np.ndarray]],
                  tolerance: float = DEFAULT_TOLERANCE, provider: str = PROVIDER,
                  batch_axis: int = 0,

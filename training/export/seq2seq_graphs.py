@@ -25,28 +25,51 @@ stays available, and tests/training/test_translate_export.py shows it failing th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 from torch import nn
 
-from serving.decoding import Hypothesis, StepFn, beam_search, greedy_decode
+from serving.decoding import EncoderDecoder, Hypothesis, length_batches, translate_ids
 from serving.preprocess.tensors import pad_batch
-from training.export.decoder_step import STEP_INPUTS, STEP_OUTPUTS, DecoderStepGraph
+from serving.repository import TranslationDecoding
+from serving.repository.graph_io import (
+    DECODER_STEP_FILE,
+    ENCODER_FILE,
+    ENCODER_OUTPUTS,
+    LOG_PROBS,
+    MEMORY,
+    PREV_IDS,
+    SRC_IDS,
+    SRC_LENGTHS,
+    SRC_MASK,
+    STATE,
+    STEP_INPUTS,
+    STEP_OUTPUTS,
+    TEXT_ENCODER_INPUTS,
+)
+from training.export.decoder_step import DecoderStepGraph, step_axes
 from training.export.onnx_export import export_onnx
-from training.export.parity import LOG_PROBS_RTOL, PROVIDER, ParityError, ParityReport, check_parity
+from training.export.parity import (
+    LOG_PROBS_RTOL,
+    PROVIDER,
+    ParityError,
+    SequenceParity,
+    check_parity,
+)
 from training.models.seq2seq import Seq2Seq
 
-ENCODER_FILE, DECODER_FILE = "encoder.onnx", "decoder_step.onnx"
-ENCODER_INPUTS, ENCODER_OUTPUTS = ("src_ids", "src_lengths"), ("memory", "state")
+DECODER_FILE = DECODER_STEP_FILE
+ENCODER_INPUTS = TEXT_ENCODER_INPUTS
 DEFAULT_EXPORTER = "legacy"
 PARITY_TOLERANCE = 1e-5
 ORT_ERRORS = (ort_errors.Fail, ort_errors.InvalidArgument, ort_errors.RuntimeException)
+# the server's defaults (serving.repository.TranslationDecoding), for the option defaults here
+SERVED = TranslationDecoding()
 
 
 class EncoderGraph(nn.Module):
@@ -71,104 +94,72 @@ def export_translation_graphs(model: Seq2Seq, folder: Path,
         memory, state = encoder(src, lengths)
     batch_and_length = {0: "batch", 1: "src_len"}
     enc = export_onnx(encoder, (src, lengths), folder / ENCODER_FILE, ENCODER_INPUTS,
-                      ENCODER_OUTPUTS, {"src_ids": batch_and_length, "src_lengths": {0: "batch"}},
+                      ENCODER_OUTPUTS, {SRC_IDS: batch_and_length, SRC_LENGTHS: {0: "batch"}},
                       exporter=exporter,
-                      output_axes={"memory": batch_and_length, "state": {0: "batch"}})
+                      output_axes={MEMORY: batch_and_length, STATE: {0: "batch"}})
     step_inputs = (torch.tensor([2, 2], dtype=torch.int64), state, memory, lengths.new_tensor(
         [[True, True, True, True], [True, True, False, False]], dtype=torch.bool))
+    inputs, outputs = step_axes(batch_and_length)
     dec = export_onnx(DecoderStepGraph(model, model.served_step), step_inputs,
-                      folder / DECODER_FILE, STEP_INPUTS,
-                      STEP_OUTPUTS, {"prev_ids": {0: "batch"}, "state": {0: "batch"},
-                                     "memory": batch_and_length, "src_mask": batch_and_length},
-                      exporter=exporter,
-                      output_axes={"log_probs": {0: "batch"}, "new_state": {0: "batch"},
-                                   "attention": batch_and_length})
+                      folder / DECODER_FILE, STEP_INPUTS, STEP_OUTPUTS, inputs,
+                      exporter=exporter, output_axes=outputs)
     return enc, dec
 
 
-def max_target_lengths(source_lengths: np.ndarray, ratio: float, offset: int) -> np.ndarray:
-    """The server's limit: ceil(ratio * source pieces (EOS included) + offset)."""
-    return np.ceil(ratio * np.asarray(source_lengths) + offset).astype(np.int64)
+def max_target_lengths(source_lengths: np.ndarray, ratio: float = SERVED.max_length_ratio,
+                       offset: int = SERVED.max_length_offset) -> np.ndarray:
+    """The server's limit per source (pieces, EOS included)."""
+    decoding = TranslationDecoding(max_length_ratio=ratio, max_length_offset=offset)
+    return np.array([decoding.max_target_length(int(n)) for n in np.asarray(source_lengths)],
+                    np.int64)
 
 
 @dataclass(frozen=True)
 class SearchOptions:
+    """A search as training asks for it; `decoding` is the same as the manifest section the
+    server decodes with."""
+
     beam_size: int = 1
     length_penalty: float = 0.0
-    max_length_ratio: float = 2.0
-    max_length_offset: int = 10
+    max_length_ratio: float = SERVED.max_length_ratio
+    max_length_offset: int = SERVED.max_length_offset
 
-
-def search(step: StepFn, state: np.ndarray, memory: np.ndarray, mask: np.ndarray,
-           lengths: np.ndarray, bos_id: int, eos_id: int,
-           options: SearchOptions) -> list[Hypothesis]:
-    limits = max_target_lengths(lengths, options.max_length_ratio, options.max_length_offset)
-    if options.beam_size == 1:
-        return greedy_decode(step, state, memory, mask, bos_id, eos_id, limits)
-    return beam_search(step, state, memory, mask, bos_id, eos_id, limits, options.beam_size,
-                       options.length_penalty)
+    @property
+    def decoding(self) -> TranslationDecoding:
+        return TranslationDecoding(default_beam_size=self.beam_size,
+                                   length_penalty=self.length_penalty,
+                                   max_length_ratio=self.max_length_ratio,
+                                   max_length_offset=self.max_length_offset)
 
 
 class OnnxTranslator:
-    """The exported pair run as the server runs it: encoder once, search over the step."""
+    """An exported version decoded as the server decodes it (serving.decoding.translate_ids)."""
 
     def __init__(self, folder: Path, pad_id: int, bos_id: int, eos_id: int,
                  provider: str = PROVIDER, threads: int | None = None) -> None:
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # shape-annotation warnings would flood the output
         # as many threads as PyTorch was given: a decoder step is too small to gain from
         # more, and on a busy machine spinning threads cost more than they bring
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        self.encoder = ort.InferenceSession(str(folder / ENCODER_FILE), options,
-                                            providers=[provider])
-        self.decoder = ort.InferenceSession(str(folder / DECODER_FILE), options,
-                                            providers=[provider])
+        self.graphs = EncoderDecoder.open(folder, [provider], threads or torch.get_num_threads())
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
-
-    def encode(self, src: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        memory, state = self.encoder.run(list(ENCODER_OUTPUTS),
-                                         {"src_ids": src, "src_lengths": lengths})
-        return memory, state
-
-    def step(self, prev: np.ndarray, state: np.ndarray, memory: np.ndarray,
-             mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        log_probs, new_state, attention = self.decoder.run(
-            list(STEP_OUTPUTS),
-            {"prev_ids": prev, "state": state, "memory": memory, "src_mask": mask})
-        return log_probs, new_state, attention
 
     def translate_ids(self, sources: Sequence[Sequence[int]], options: SearchOptions,
                       batch_size: int = 64) -> list[Hypothesis]:
-        """Source id lists (EOS included) -> one hypothesis each, in the given order.
-
-        Sentences are batched by length to keep padding low; the result does not depend on
-        the batching because padding never reaches a real position.
-        """
-        order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
-        out: list[Hypothesis | None] = [None] * len(sources)
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
-            src, lengths = pad_batch([sources[i] for i in chunk], self.pad_id)
-            memory, state = self.encode(src, lengths)
-            mask = np.arange(src.shape[1])[None, :] < lengths[:, None]
-            for i, h in zip(chunk, search(self.step, state, memory, mask, lengths, self.bos_id,
-                                          self.eos_id, options), strict=True):
-                out[i] = h
-        return out  # type: ignore[return-value]
+        """Source id lists (EOS included) -> one hypothesis each, in the given order."""
+        return translate_ids(self.graphs, sources, self.pad_id, self.bos_id, self.eos_id,
+                             options.decoding, batch_size)
 
 
 @torch.no_grad()
 def greedy_torch(model: Seq2Seq, sources: Sequence[Sequence[int]], pad_id: int, bos_id: int,
-                 eos_id: int, max_length_ratio: float = 2.0, max_length_offset: int = 10,
+                 eos_id: int, max_length_ratio: float = SERVED.max_length_ratio,
+                 max_length_offset: int = SERVED.max_length_offset,
                  batch_size: int = 128) -> list[list[int]]:
     """Greedy decoding in PyTorch alone (no serving code): the reference the exported graphs
     and the server's search must reproduce, and the per-epoch dev decoder."""
     model.eval()
     device = next(model.parameters()).device
     results: list[list[int]] = [[] for _ in sources]
-    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
+    for chunk in length_batches([len(s) for s in sources], batch_size):
         src, lengths = (torch.from_numpy(a).to(device)
                         for a in pad_batch([sources[i] for i in chunk], pad_id))
         memory, mask, state = model.encode(src, lengths)
@@ -192,31 +183,20 @@ def greedy_torch(model: Seq2Seq, sources: Sequence[Sequence[int]], pad_id: int, 
 
 
 @dataclass
-class TranslationParity:
-    encoder: ParityReport
-    decoder_step: ParityReport
-    greedy_sentences: int
-    greedy_mismatches: int
-    exporter: str
+class TranslationParity(SequenceParity):
+    exporter: str = DEFAULT_EXPORTER
 
     @property
-    def max_abs_diff(self) -> float:
-        return max(self.encoder.max_abs_diff, self.decoder_step.max_abs_diff)
+    def greedy_sentences(self) -> int:
+        return self.greedy_inputs
 
     def manifest_entry(self) -> dict[str, Any]:
-        return {"max_abs_diff": self.max_abs_diff,
-                "tolerance": self.encoder.tolerance,
-                "criterion": f"|onnxruntime - PyTorch| <= {self.encoder.tolerance:g} on "
-                             f"memory, state, new_state and attention; <= "
-                             f"{self.encoder.tolerance:g} + {LOG_PROBS_RTOL:g} * |log p| on "
-                             f"log_probs; greedy tokens identical",
-                "exporter": self.exporter,
-                "encoder": asdict(self.encoder), "decoder_step": asdict(self.decoder_step),
-                "greedy_tokens": {"sentences": self.greedy_sentences,
+        return {**super().manifest_entry(), "exporter": self.exporter,
+                "greedy_tokens": {"sentences": self.greedy_inputs,
                                   "mismatches": self.greedy_mismatches,
-                                  "compared": "serving.decoding.greedy_decode over the "
-                                              "onnxruntime graphs vs a PyTorch-only greedy "
-                                              "decoder over the model"}}
+                                  "compared": "serving.decoding.translate_ids (greedy) over "
+                                              "the onnxruntime graphs vs a PyTorch-only "
+                                              "greedy decoder over the model"}}
 
 
 def _encoder_batches(sources: Sequence[Sequence[int]],
@@ -229,7 +209,7 @@ def _encoder_batches(sources: Sequence[Sequence[int]],
     batches = []
     for group in groups:
         src, lengths = pad_batch(group, pad_id)
-        batches.append({"src_ids": src, "src_lengths": lengths})
+        batches.append({SRC_IDS: src, SRC_LENGTHS: lengths})
     return batches
 
 
@@ -237,8 +217,9 @@ def check_translation_parity(model: Seq2Seq, folder: Path, sources: Sequence[Seq
                              pad_id: int, bos_id: int, eos_id: int, exporter: str,
                              tolerance: float = PARITY_TOLERANCE,
                              greedy_sentences: int = 200,
-                             max_length_ratio: float = 2.0,
-                             max_length_offset: int = 10) -> TranslationParity:
+                             max_length_ratio: float = SERVED.max_length_ratio,
+                             max_length_offset: int = SERVED.max_length_offset
+                             ) -> TranslationParity:
     """Raise ParityError unless both graphs agree within tolerance on every output at several
     batch sizes and source lengths, and greedy decodes of held-out sentences through
     onnxruntime give exactly the PyTorch tokens."""
@@ -263,8 +244,8 @@ def _check_translation_parity(model: Seq2Seq, folder: Path, sources: Sequence[Se
     step_batches = []
     for batch in enc_batches:
         with torch.no_grad():
-            src, lengths = torch.from_numpy(batch["src_ids"]), torch.from_numpy(
-                batch["src_lengths"])
+            src, lengths = torch.from_numpy(batch[SRC_IDS]), torch.from_numpy(
+                batch[SRC_LENGTHS])
             memory, mask, state = model.encode(src, lengths)
             ids = torch.from_numpy(rng.integers(4, model.cfg.target_vocab, len(src)))
             ids[0] = bos_id
@@ -274,12 +255,12 @@ def _check_translation_parity(model: Seq2Seq, folder: Path, sources: Sequence[Se
                 _, later, _ = model.step(ids, later, memory, mask)
             served = model.served_memory(memory)
         for s in (state, later):
-            step_batches.append({"prev_ids": ids.numpy(), "state": s.numpy(),
-                                 "memory": served.numpy(), "src_mask": mask.numpy()})
+            step_batches.append({PREV_IDS: ids.numpy(), STATE: s.numpy(),
+                                 MEMORY: served.numpy(), SRC_MASK: mask.numpy()})
     dec_report = check_parity(DecoderStepGraph(model, model.served_step),
                               folder / DECODER_FILE, step_batches,
                               tolerance=tolerance,
-                              relative_tolerance={"log_probs": LOG_PROBS_RTOL})
+                              relative_tolerance={LOG_PROBS: LOG_PROBS_RTOL})
     held_out = list(sources[:greedy_sentences])
     options = SearchOptions(1, 0.0, max_length_ratio, max_length_offset)
     got = OnnxTranslator(folder, pad_id, bos_id, eos_id).translate_ids(held_out, options)
