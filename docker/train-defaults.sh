@@ -4,12 +4,15 @@
 # servers can start.
 #   REPOSITORY  model repository (default /models, the named volume)
 #   MODELS      space-separated KIND:NAME pairs (default "softmax:mnist-softmax mlp:mnist-mlp");
-#               KIND is an MNIST classifier architecture (softmax, mlp, cnn) or another task,
-#               trained with its defaults: tagger, caption (multi-digit canvases), translate
-#               (the toy grammar), e.g. "mlp:mnist-mlp caption:captioner translate:translator"
+#               KIND is an MNIST classifier architecture (softmax, mlp, cnn) or another task:
+#               tagger, caption (multi-digit canvases), translate (the toy grammar), e.g.
+#               "mlp:mnist-mlp caption:captioner translate:translator". Each is trained from
+#               its shipped run config (training/configs/<task>-<variant>.yaml in the image,
+#               also printed by `python -m training <task> --help`)
 #   DATA_DIR    an MNIST IDX folder for the classifiers, tagger and captioner; unset: the digits
 #               bundled with the trainer
-#   TRAIN_ARGS  extra options for every run, e.g. "--epochs 5"
+#   TRAIN_ARGS  extra options for every run, e.g. "--epochs 5" (each overrides one config key)
+#   CONFIG_DIR  the run configs (default: the ones shipped in the installed training package)
 #   TRAIN_PROCESSES  above 1: data-parallel training under torchrun with that many processes
 #               (DDP, gloo on CPU); the published model is the same kind either way
 #   RETRAIN     1: publish a new version even when the model already has one. The default (0)
@@ -32,6 +35,8 @@ for pair in $MODELS; do
     esac
 done
 
+CONFIG_DIR=${CONFIG_DIR:-$("$PYTHON" -c 'import training.run_config as c; print(c.PRESETS)')}
+
 published() {
     for manifest in "$REPOSITORY/$1"/[0-9]*/manifest.json; do
         [ -f "$manifest" ] && return 0
@@ -43,15 +48,15 @@ for pair in $MODELS; do
     kind=${pair%%:*}
     name=${pair#*:}
     case $kind in
-        softmax|mlp|cnn) task=mnist; arch=$kind; data=${DATA_DIR:-} ;;
-        translate) task=translate; arch=; data= ;;  # its --data-dir is a TSV folder
-        *) task=$kind; arch=; data=${DATA_DIR:-} ;;
+        softmax|mlp|cnn) task=mnist; config=mnist-$kind; data=${DATA_DIR:-} ;;
+        translate) task=translate; config=translate-toy; data= ;;  # its --data-dir: TSV files
+        *) task=$kind; config=$kind-multidigit; data=${DATA_DIR:-} ;;
     esac
     if [ "${RETRAIN:-0}" != 1 ] && published "$name"; then
         echo "== $name: already published in $REPOSITORY, kept (RETRAIN=1 trains a new version)"
         continue
     fi
-    echo "== $name: training $task ${arch:+--arch $arch }($PROCESSES process(es))"
+    echo "== $name: training $task from $config.yaml ($PROCESSES process(es))"
     if [ "$PROCESSES" -gt 1 ]; then
         set -- "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node="$PROCESSES"
     else
@@ -59,6 +64,7 @@ for pair in $MODELS; do
     fi
     # TRAIN_ARGS and the data option are split into words on purpose: they carry several words
     # shellcheck disable=SC2086
-    "$@" -m training "$task" ${arch:+--arch "$arch"} --name "$name" --repository "$REPOSITORY" \
+    "$@" -m training "$task" --config "$CONFIG_DIR/$config.yaml" --name "$name" \
+        --repository "$REPOSITORY" \
         ${data:+--data-dir "$data"} ${TRAIN_ARGS:-}
 done

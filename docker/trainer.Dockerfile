@@ -2,6 +2,8 @@
 # The trainer: PyTorch (CPU build) + the project; `python -m training <task> [options]`.
 #   docker build -f docker/trainer.Dockerfile -t smallserve-trainer .
 #   docker run -v models:/models smallserve-trainer mnist --arch mlp --repository /models
+#   docker run -v models:/models -v $PWD/run.yaml:/run.yaml smallserve-trainer mnist \
+#       --config /run.yaml --repository /models
 # docker-compose.yml runs docker/train-defaults.sh instead, which publishes the default models.
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
@@ -18,6 +20,8 @@ COPY requirements-serving.txt requirements-trainer.txt /tmp/
 RUN /opt/venv/bin/pip install --require-virtualenv -r /tmp/requirements-trainer.txt
 COPY pyproject.toml README.md /src/
 COPY serving /src/serving
+# training/ carries the run configs (training/configs/*.yaml, package data), which
+# train-defaults runs and `python -m training <task> --config` reads
 COPY training /src/training
 # every dependency is already pinned above; pip check proves the project's own ranges agree
 RUN /opt/venv/bin/pip install --require-virtualenv --no-deps /src \

@@ -18,21 +18,22 @@ TARGET=127.0.0.1:$PORT
 DATA=()
 [ -n "${DATA_DIR:-}" ] && DATA=(--data-dir "$DATA_DIR")
 
-echo "== training (bundled MNIST digits unless DATA_DIR is set)"
-"$PY" -m training mnist --arch softmax --name mnist-softmax --repository "$REPOSITORY" \
-    --checkpoint-dir "$RUNS/mnist-softmax" "${DATA[@]}"
-"$PY" -m training mnist --arch mlp --name mnist-mlp --repository "$REPOSITORY" \
-    --checkpoint-dir "$RUNS/mnist-mlp" "${DATA[@]}"
-# smaller than the tasks' defaults, to keep the demonstration short
+echo "== training (bundled MNIST digits unless DATA_DIR is set), from the shipped run configs"
+CONFIGS=training/configs
+train() {  # TASK CONFIG NAME [options]: one run, its config from $CONFIGS
+    local task=$1 config=$2 name=$3
+    shift 3
+    "$PY" -m training "$task" --config "$CONFIGS/$config.yaml" --name "$name" \
+        --repository "$REPOSITORY" --checkpoint-dir "$RUNS/$name" "$@"
+}
+train mnist mnist-softmax mnist-softmax "${DATA[@]}"
+train mnist mnist-mlp mnist-mlp "${DATA[@]}"
+# smaller than the configs' runs, to keep the demonstration short
 CANVASES=(--train-canvases 8000 --val-canvases 500 --test-canvases 500)
-"$PY" -m training tagger --name tagger-multidigit --repository "$REPOSITORY" \
-    --checkpoint-dir "$RUNS/tagger-multidigit" --quiet \
-    "${CANVASES[@]}" --epochs 3 "${DATA[@]}"
-"$PY" -m training caption --name caption-multidigit --repository "$REPOSITORY" \
-    --checkpoint-dir "$RUNS/caption-multidigit" --quiet \
-    "${CANVASES[@]}" --epochs 5 "${DATA[@]}"
-"$PY" -m training translate --name translate-toy --repository "$REPOSITORY" \
-    --checkpoint-dir "$RUNS/translate-toy" --quiet --epochs 3
+train tagger tagger-multidigit tagger-multidigit --quiet "${CANVASES[@]}" --epochs 3 "${DATA[@]}"
+train caption caption-multidigit caption-multidigit --quiet "${CANVASES[@]}" --epochs 5 \
+    "${DATA[@]}"
+train translate translate-toy translate-toy --quiet --epochs 3
 
 echo "== serving $REPOSITORY on $TARGET"
 "$PY" -m serving --repository "$REPOSITORY" --host 127.0.0.1 --port "$PORT" \

@@ -143,3 +143,12 @@ def sum_over_ranks(values: dict[str, float], current: World) -> dict[str, float]
     t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return dict(zip(keys, t.tolist(), strict=True))
+
+
+def gather_from_ranks(value: T, current: World) -> list[T]:
+    """Every rank's value, in rank order, on every rank (a picklable object)."""
+    if not current.distributed:
+        return [value]
+    out: list[Any] = [None] * current.size
+    dist.all_gather_object(out, value)
+    return out

@@ -13,22 +13,32 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from training.distributed import World, broadcast_from_main, sum_over_ranks, world
+from training.distributed import (
+    World,
+    broadcast_from_main,
+    gather_from_ranks,
+    sum_over_ranks,
+    world,
+)
+from training.errors import OptionError
 
 Batch = Any
+CHECKPOINT_FORMAT = 2  # last.pt with the whole state of the run (resume)
 
 
 @dataclass
@@ -55,6 +65,7 @@ class TrainConfig:
     log: Callable[[str], None] | None = print  # per-epoch lines; None for silence
     # wall-clock budget: no epoch starts that would, at the last epoch's pace, end past it
     max_seconds: float | None = None
+    resume: bool = False  # continue after the epoch of checkpoint_dir/last.pt
 
 
 @dataclass
@@ -75,6 +86,7 @@ class TrainResult:
     stopped_early: bool
     seconds: float
     world: World  # the processes that trained it (one, or torchrun's)
+    resumed_from_epoch: int | None = None  # the epoch of the checkpoint a resume started from
 
 
 class TrainingDiverged(FloatingPointError):
@@ -87,8 +99,10 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Callable[[int], Iterab
     """Train for config.epochs (or until early stopping) and leave the best weights in model.
 
     train_batches(epoch) yields that epoch's batches; taking the epoch number lets the task
-    shuffle reproducibly from its seed. The scheduler is stepped once per epoch (with the
-    validation loss for ReduceLROnPlateau).
+    shuffle reproducibly from its seed (so a resumed run needs no data-order state beyond the
+    epoch). The scheduler is stepped once per epoch (with the validation loss for
+    ReduceLROnPlateau). With config.resume, training continues after the epoch of
+    checkpoint_dir/last.pt, with every state an uninterrupted run would have there.
     """
     if config.epochs < 1:
         raise ValueError("epochs must be >= 1")
@@ -97,13 +111,19 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Callable[[int], Iterab
     if checkpoints is not None:
         checkpoints.mkdir(parents=True, exist_ok=True)
     log = (config.log if current.is_main else None) or (lambda _line: None)
+    state = _State(best_state=_copy_state(model))
+    if config.resume:
+        # said even with --quiet: where a run continues from belongs in its report
+        announce = print if current.is_main else (lambda _line: None)
+        state = _resume(config.checkpoint_dir, model, optimizer, scheduler, current, announce,
+                        state)
+    # DDP copies rank 0's weights to every rank here (after a resume, the checkpoint's)
     step = _step_module(model, loss_fn, penalty, current)
-    history: list[EpochRecord] = []
-    best_loss, best_epoch, best_val = math.inf, 0, {}
-    best_state = _copy_state(model)
-    stale = 0
-    started = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
+    started = time.perf_counter() - state.seconds
+    for epoch in range(state.epoch + 1, config.epochs + 1):
+        if state.stopped:
+            log(f"resume: the run had stopped early after epoch {state.epoch}")
+            break
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         train = _train_epoch(model, step, train_batches(epoch), optimizer, penalty is not None,
@@ -120,39 +140,125 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Callable[[int], Iterab
             raise TrainingDiverged(f"validation loss is {val['loss']} after epoch {epoch}")
         _step_scheduler(scheduler, val["loss"])
         record = EpochRecord(epoch, lr, train, val, time.perf_counter() - t0)
-        history.append(record)
-        improved = val["loss"] < best_loss - config.min_delta
+        state.history.append(record)
+        state.epoch = epoch
+        improved = val["loss"] < state.best_loss - config.min_delta
         if improved:
-            best_loss, best_epoch, best_val, stale = val["loss"], epoch, val, 0
-            best_state = _copy_state(model)
-            _save(checkpoints, "best.pt",
-                  {"epoch": epoch, "model": best_state, "val": val})
+            state.best_loss, state.best_epoch, state.best_val, state.stale = \
+                val["loss"], epoch, val, 0
+            state.best_state = _copy_state(model)
+            _save(checkpoints, "best.pt", {"epoch": epoch, "model": state.best_state, "val": val})
         else:
-            stale += 1
-        _save(checkpoints, "last.pt", {
-            "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "best_epoch": best_epoch, "best_val_loss": best_loss,
-        })
-        log(_format_epoch(record, config.epochs, improved))
-        if config.patience is not None and stale >= config.patience:
-            log(f"early stop: validation loss has not improved for {stale} epochs "
-                f"(best epoch {best_epoch})")
-            break
-        if config.max_seconds is not None and epoch < config.epochs:
+            state.stale += 1
+        stop = None
+        early = config.patience is not None and state.stale >= config.patience
+        if early:
+            stop = (f"early stop: validation loss has not improved for {state.stale} epochs "
+                    f"(best epoch {state.best_epoch})")
+        elif config.max_seconds is not None and epoch < config.epochs:
             # rank 0's clock and pace decide, so all ranks stop after the same epoch
             elapsed, pace = broadcast_from_main((time.perf_counter() - started, record.seconds),
                                                 current)
             if elapsed + pace > config.max_seconds:
-                log(f"time budget: stopping after {elapsed:.0f}s, another epoch would pass "
-                    f"{config.max_seconds:.0f}s (best epoch {best_epoch})")
-                break
-    model.load_state_dict(best_state)
+                stop = (f"time budget: stopping after {elapsed:.0f}s, another epoch would pass "
+                        f"{config.max_seconds:.0f}s (best epoch {state.best_epoch})")
+        # an early stop is final, also for a resume; a time budget is the next run's to set
+        state.stopped = early
+        state.seconds = time.perf_counter() - started
+        # every rank's generators, so each continues as it would have (dropout, augmentation)
+        rng = gather_from_ranks(_rng_state(), current)
+        _save(checkpoints, "last.pt", state.checkpoint(model, optimizer, scheduler, rng))
+        log(_format_epoch(record, config.epochs, improved))
+        if stop is not None:
+            log(stop)
+            break
+    model.load_state_dict(state.best_state)
     model.eval()
-    return TrainResult(history=history, best_epoch=best_epoch, best_val=best_val,
-                       epochs_run=len(history),
-                       stopped_early=len(history) < config.epochs,
-                       seconds=time.perf_counter() - started, world=current)
+    return TrainResult(history=state.history, best_epoch=state.best_epoch,
+                       best_val=state.best_val, epochs_run=len(state.history),
+                       stopped_early=len(state.history) < config.epochs,
+                       seconds=time.perf_counter() - started, world=current,
+                       resumed_from_epoch=state.resumed_from)
+
+
+@dataclass
+class _State:
+    """Everything of a run that the next epoch depends on, as last.pt holds it."""
+
+    best_state: dict[str, torch.Tensor]
+    epoch: int = 0
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    best_val: dict[str, float] = field(default_factory=dict)
+    stale: int = 0
+    stopped: bool = False
+    seconds: float = 0.0
+    history: list[EpochRecord] = field(default_factory=list)
+    resumed_from: int | None = None
+
+    def checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                   scheduler: Any | None, rng: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT, "epoch": self.epoch, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "best_epoch": self.best_epoch, "best_val_loss": self.best_loss,
+            "best_val": self.best_val, "best_model": self.best_state, "stale": self.stale,
+            "stopped": self.stopped, "seconds": self.seconds,
+            "history": [asdict(r) for r in self.history], "rng": rng,
+        }
+
+
+def _resume(folder: Path | None, model: nn.Module, optimizer: torch.optim.Optimizer,
+            scheduler: Any | None, current: World, log: Callable[[str], None],
+            fresh: _State) -> _State:
+    path = Path(folder) / "last.pt" if folder is not None else None
+    if path is None or not path.exists():
+        log(f"resume: no checkpoint in {folder}; starting at epoch 1")
+        return fresh
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if saved.get("format") != CHECKPOINT_FORMAT:
+        raise ResumeError(f"{path}: written by an older trainer without the state to resume; "
+                          "train from the start")
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    if scheduler is not None and saved["scheduler"] is not None:
+        scheduler.load_state_dict(saved["scheduler"])
+    rng = saved["rng"]
+    if len(rng) != current.size:
+        raise ResumeError(f"{path}: written by {len(rng)} process(es), resumed with "
+                          f"{current.size}; resume with the same number")
+    _set_rng_state(rng[current.rank])
+    device = next(model.parameters()).device
+    log(f"resume: continuing after epoch {saved['epoch']} of {path}")
+    return _State(
+        best_state={k: v.to(device) for k, v in saved["best_model"].items()},
+        epoch=saved["epoch"], best_loss=saved["best_val_loss"], best_epoch=saved["best_epoch"],
+        best_val=saved["best_val"], stale=saved["stale"], stopped=saved["stopped"],
+        seconds=saved["seconds"], history=[EpochRecord(**r) for r in saved["history"]],
+        resumed_from=saved["epoch"])
+
+
+class ResumeError(OptionError):
+    """last.pt cannot continue this run (found before any epoch: exit 2)."""
+
+
+def _rng_state() -> dict[str, Any]:
+    # tensors and plain values only, so that torch.load(weights_only=True) reads last.pt
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+            "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(state["python"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class _Step(nn.Module):

@@ -25,6 +25,7 @@ from training.distributed import (
     world,
 )
 from training.outputs import LOCK_FILE
+from training.run_config import CONFIG_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 TWO = [World(rank=r, size=2) for r in range(2)]
@@ -125,8 +126,8 @@ def test_torchrun_mnist_matches_the_single_process_run(tmp_path: Path) -> None:
         assert ha["train"]["loss"] == pytest.approx(hb["train"]["loss"], rel=1e-4)
     # only rank 0 reports; checkpoints are written once
     assert ddp.stdout.count("published ") == 1
-    assert {p.name for p in (tmp_path / "ddp" / "runs").iterdir()} == {"best.pt", "last.pt",
-                                                                       LOCK_FILE}
+    assert {p.name for p in (tmp_path / "ddp" / "runs").iterdir()} == {
+        "best.pt", "last.pt", CONFIG_FILE, LOCK_FILE}
 
 
 TINY = {

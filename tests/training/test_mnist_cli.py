@@ -17,6 +17,7 @@ from onnx import numpy_helper
 from serving.repository import verify_version, version_numbers
 from training.__main__ import main
 from training.export.parity import check_parity
+from training.tasks import common
 from training.tasks import mnist as mnist_task
 
 QUICK = ["--arch", "softmax", "--epochs", "1", "--limit-train", "500", "--quiet"]
@@ -152,7 +153,7 @@ def _quick_in_process(tmp_path: Path, *extra: str) -> list[str]:
 
 def test_failed_parity_publishes_nothing(tmp_path: Path, capsys, monkeypatch) -> None:
     # the parser refuses a tolerance <= 0, so the gate is made impossible to pass here
-    monkeypatch.setattr(mnist_task, "check_parity",
+    monkeypatch.setattr(common, "check_parity",
                         lambda *a, **kw: check_parity(*a, **{**kw, "tolerance": -1.0}))
     assert main(_quick_in_process(tmp_path)) == 1
     assert "differs from PyTorch" in capsys.readouterr().err

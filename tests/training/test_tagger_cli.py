@@ -14,7 +14,8 @@ import pytest
 from serving.repository import verify_version
 from tests.training.tagging_data import make_tagging_folder
 from training.__main__ import build_parser, main
-from training.tasks.tagger import ARCH_DEFAULTS, resolve_defaults
+from training.run_config import resolve
+from training.tasks.tagger import TaggerTask
 
 SIZES = ("--train-canvases", "400", "--val-canvases", "150", "--test-canvases", "150")
 QUICK = ["--epochs", "2", *SIZES, "--quiet"]
@@ -140,16 +141,18 @@ def test_folder_dataset_needs_a_folder(tmp_path: Path, capsys) -> None:
 
 def test_defaults_per_dataset_then_architecture() -> None:
     def parse(*argv: str):
-        return resolve_defaults(build_parser().parse_args(["tagger", *argv]))
+        flags = vars(build_parser().parse_args(["tagger", *argv]))
+        del flags["task"], flags["config"]
+        return resolve(TaggerTask.schema, "tagger", TaggerTask.preset, None, flags)
 
     digits = parse()
     assert (digits.dataset, digits.arch, digits.name) == ("multidigit", "cnn",
                                                           "tagger-multidigit")
-    assert digits.epochs == ARCH_DEFAULTS["cnn"]["epochs"] and digits.hflip is False
+    assert digits.epochs == 8 and digits.hflip is False
     assert digits.pos_weight == "none" and digits.channels == [16, 32, 64, 64]
     photos = parse("--dataset", "folder", "--arch", "mlp")
     assert (photos.name, photos.epochs, photos.hflip) == ("tagger-photos", 40, True)
-    assert photos.hidden == ARCH_DEFAULTS["mlp"]["hidden"]
+    assert photos.hidden == [512, 256]
     explicit = parse("--dataset", "folder", "--epochs", "5", "--no-hflip", "--name", "x")
     assert (explicit.epochs, explicit.hflip, explicit.name) == (5, False, "x")
     with pytest.raises(SystemExit):

@@ -1,17 +1,17 @@
-"""One module per training task, each with HELP, add_arguments(parser) and run(args) -> int.
+"""One module per training task, each with a class following training.task.Task.
 
-Adding a task (tagger, translate, caption) is one module here and one line in TASKS.
+Adding a task is one module here, its schema in training.config_schema, its preset in
+training/configs and one line in TASKS.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
+from training.task import Task
+from training.tasks.caption import CaptionTask
+from training.tasks.mnist import MnistTask
+from training.tasks.tagger import TaggerTask
+from training.tasks.translate import TranslateTask
 
-from training.tasks import caption, mnist, tagger, translate
-
-TASKS: dict[str, ModuleType] = {
-    "mnist": mnist,
-    "tagger": tagger,
-    "translate": translate,
-    "caption": caption,
+TASKS: dict[str, type[Task]] = {
+    task.name: task for task in (MnistTask, TaggerTask, TranslateTask, CaptionTask)
 }

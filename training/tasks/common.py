@@ -1,9 +1,8 @@
-"""Options and building blocks every task shares, so each CLI spells them the same way."""
+"""Building blocks several tasks share, written once: optimiser, schedule, penalty, device,
+channel statistics, multi-digit canvases, the unseen-class check."""
 
 from __future__ import annotations
 
-import argparse
-import math
 import platform
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -14,138 +13,21 @@ import onnx
 import onnxruntime
 import torch
 
-from serving.repository.layout import is_valid_model_name
+from serving.repository import ImagePreprocessing
+from serving.repository.graph_io import IMAGE_OUTPUTS, MODEL, MODEL_FILE, PIXELS
+from training.config_schema import CanvasConfig, RunConfig
+from training.data.mnist import ImageDataset, load_mnist
+from training.data.multidigit import MultiDigitData, make_multidigit
 from training.distributed import device_for, world
 from training.errors import DataError
-from training.export.parity import DEFAULT_TOLERANCE
-from training.loop import TrainConfig
+from training.export.classifier_graph import ClassifierGraph, parity_batches
+from training.export.onnx_export import export_onnx
+from training.export.parity import ParityReport, check_parity
 from training.regularizers import WeightPenalty, elastic_net_strengths
 
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("none", "cosine", "step", "plateau")
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def unit_interval(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {text}")
-    return value
-
-
-def split_fraction(text: str) -> float:
-    """A share of the images held out: 0 would leave that split empty, 1 the others."""
-    value = float(text)
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must lie in (0, 1): that split needs images, got "
-                                         f"{text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    # inf and nan are floats too: a learning rate of inf runs until the loss is nan
-    value = float(text)
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = float(text)
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
-
-
-def probability(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
-    return value
-
-
-def model_name(text: str) -> str:
-    # checked here so a bad name fails before minutes of training, not at publication
-    if not is_valid_model_name(text):
-        raise argparse.ArgumentTypeError(
-            f"invalid model name {text!r}: letters, digits, '_', '-', '.' (128 at most)")
-    return text
-
-
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of every task. Those defaulting to None are filled in per task / architecture."""
-    io = parser.add_argument_group("input and output")
-    io.add_argument("--repository", type=Path, default=Path("exported"),
-                    help="model repository to publish into (default: %(default)s)")
-    io.add_argument("--name", type=model_name, default=None, help="model name in the repository")
-    io.add_argument("--data-dir", type=Path, default=None,
-                    help="dataset folder (default: the bundled data)")
-    io.add_argument("--checkpoint-dir", type=Path, default=None,
-                    help="where best.pt and last.pt go (default: runs/<name>)")
-    io.add_argument("--quiet", action="store_true",
-                    help="no progress bar and no per-epoch lines; the summary still prints")
-
-    opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=positive_int, default=None, help="maximum number of epochs")
-    opt.add_argument("--batch-size", type=positive_int, default=None)
-    opt.add_argument("--optimizer", choices=OPTIMIZERS, default=None)
-    opt.add_argument("--lr", type=positive_float, default=None, help="initial learning rate")
-    opt.add_argument("--momentum", type=non_negative_float, default=0.9,
-                     help="SGD momentum (default: %(default)s)")
-    opt.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="cosine",
-                     help="per-epoch schedule: cosine annealing to ~0, step (x0.1 every third "
-                          "of the epochs), plateau (x0.1 after 2 flat epochs), none "
-                          "(default: %(default)s)")
-    opt.add_argument("--patience", type=non_negative_int, default=5,
-                     help="stop after this many epochs without a lower validation loss; "
-                          "0 disables early stopping (default: %(default)s)")
-    opt.add_argument("--grad-clip", type=positive_float, default=None,
-                     help="clip the global gradient norm to this value")
-    opt.add_argument("--seed", type=int, default=0,
-                     help="seeds initialisation, dropout and batch order (default: %(default)s)")
-    opt.add_argument("--max-minutes", type=positive_float, default=None,
-                     help="training time budget; no epoch starts that would, at the last "
-                          "epoch's pace, end past it")
-    opt.add_argument("--device", default="auto",
-                     help="auto (cuda when available), cpu, cuda, cuda:1 ... "
-                          "(default: %(default)s)")
-
-    reg = parser.add_argument_group(
-        "regularisation", "Penalties cover weight matrices and kernels, never biases. "
-        "L1 = l1*sum|w|, L2 = l2*sum w^2 (no 1/2). Elastic net: give both --l1 and --l2, "
-        "or --elastic-net LAMBDA --l1-ratio R (l1 = LAMBDA*R, l2 = LAMBDA*(1-R)).")
-    reg.add_argument("--l1", type=non_negative_float, default=0.0, help="L1 (lasso) strength")
-    reg.add_argument("--l2", type=non_negative_float, default=0.0, help="L2 (ridge) strength")
-    reg.add_argument("--elastic-net", type=non_negative_float, default=None, metavar="LAMBDA",
-                     help="elastic-net strength; adds to --l1 / --l2")
-    reg.add_argument("--l1-ratio", type=unit_interval, default=0.5,
-                     help="share of --elastic-net that is L1 (default: %(default)s)")
-    reg.add_argument("--dropout", type=probability, default=None, help="dropout probability")
-
-    export = parser.add_argument_group("export")
-    export.add_argument("--parity-tolerance", type=positive_float, default=DEFAULT_TOLERANCE,
-                        help="largest |onnxruntime - PyTorch| allowed (default: %(default)g)")
-
-
-def add_unseen_classes_argument(group: argparse._ArgumentGroup) -> None:
-    """For tasks whose classes come from the data: see check_unseen_classes."""
-    group.add_argument("--allow-unseen-classes", action="store_true",
-                       help="keep classes that no training example has (they are reported); "
-                            "by default such data is refused, since the model could only "
-                            "learn never to predict them")
+SERVING_MAX_BATCH = 256  # the largest batch the server runs an image model at
 
 
 def check_unseen_classes(names: Sequence[str], train_counts: Sequence[int], where: str,
@@ -167,24 +49,16 @@ def check_unseen_classes(names: Sequence[str], train_counts: Sequence[int], wher
     return unseen
 
 
-def penalty_strengths(args: argparse.Namespace) -> tuple[float, float]:
-    l1, l2 = args.l1, args.l2
-    if args.elastic_net is not None:
-        e1, e2 = elastic_net_strengths(args.elastic_net, args.l1_ratio)
+def penalty_strengths(config: RunConfig) -> tuple[float, float]:
+    l1, l2 = config.l1, config.l2
+    if config.elastic_net is not None:
+        e1, e2 = elastic_net_strengths(config.elastic_net, config.l1_ratio)
         l1, l2 = l1 + e1, l2 + e2
     return l1, l2
 
 
-def build_penalty(args: argparse.Namespace) -> WeightPenalty | None:
-    return WeightPenalty.build(*penalty_strengths(args))
-
-
-def train_config(args: argparse.Namespace) -> TrainConfig:
-    """The trainer loop's settings from the options every task shares."""
-    return TrainConfig(epochs=args.epochs, patience=args.patience or None,
-                       checkpoint_dir=args.checkpoint_dir, grad_clip=args.grad_clip,
-                       progress=not args.quiet, log=None if args.quiet else print,
-                       max_seconds=args.max_minutes * 60 if args.max_minutes else None)
+def build_penalty(config: RunConfig) -> WeightPenalty | None:
+    return WeightPenalty.build(*penalty_strengths(config))
 
 
 def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float,
@@ -225,34 +99,65 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def jsonable_config(args: argparse.Namespace) -> dict[str, Any]:
-    """The CLI options as plain JSON values (paths as strings, no callables)."""
-    out: dict[str, Any] = {}
-    for key, value in sorted(vars(args).items()):
-        if callable(value):
-            continue
-        if isinstance(value, Path):
-            value = str(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[key] = value
-    return out
+def channel_statistics(images: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of (N, C, H, W) or (N, H, W) training pixels scaled to [0, 1],
+    in float64 (the sums over millions of pixels would lose digits in float32)."""
+    x = images.astype(np.float64) / 255.0
+    axes = (0, 2, 3) if x.ndim == 4 else (0, 1, 2)
+    mean, std = np.atleast_1d(x.mean(axis=axes)), np.atleast_1d(x.std(axis=axes))
+    return [float(m) for m in mean], [float(s) if s > 0 else 1.0 for s in std]
 
 
-def int_list(text: str) -> list[int]:
-    """'256,128' -> [256, 128]: layer sizes given on the command line ('' -> none)."""
-    try:
-        sizes = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected sizes like 256,128, got {text!r}") from None
-    if any(s < 1 for s in sizes):
-        raise argparse.ArgumentTypeError("layer sizes must be positive")
-    return sizes
+def canvases(config: RunConfig, canvas_size: int) -> tuple[ImageDataset, MultiDigitData]:
+    """The digits of data_dir (or the bundled ones) and the multi-digit canvases drawn from them
+    (disjoint digit splits for train, validation and test)."""
+    assert isinstance(config, CanvasConfig)
+    digits = load_mnist(config.data_dir)
+    made = make_multidigit(
+        digits, (config.train_canvases, config.val_canvases, config.test_canvases),
+        seed=config.canvas_seed, canvas_size=canvas_size, min_digits=config.min_digits,
+        max_digits=config.max_digits, max_overlap=config.max_overlap)
+    return digits, made
 
 
-def non_empty_int_list(text: str) -> list[int]:
-    """int_list that needs at least one size (e.g. the conv stages of an encoder)."""
-    sizes = int_list(text)
-    if not sizes:
-        raise argparse.ArgumentTypeError(f"expected sizes like 16,32,64, got {text!r}")
-    return sizes
+def head(split: Any, limit: int | None) -> Any:
+    """The first `limit` training examples (quick runs), or the split itself."""
+    return split.head(limit) if limit else split
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def export_image_model(graph: ClassifierGraph, folder: Path, image_shape: tuple[int, ...],
+                       held_out: np.ndarray, tolerance: float) -> tuple[Path, ParityReport]:
+    """model.onnx of a pixels-in image graph in the staged version, gated on parity with the
+    PyTorch graph over held-out images (N, C, H, W)."""
+    onnx_path = folder / MODEL_FILE
+    # any batch of 2+ will do: the exporter would freeze a batch axis traced at size 1
+    export_onnx(graph, (torch.zeros((2, *image_shape)),), onnx_path, [PIXELS],
+                IMAGE_OUTPUTS, {PIXELS: {0: "batch"}})
+    return onnx_path, check_parity(graph, onnx_path, parity_batches(held_out),
+                                   tolerance=tolerance)
+
+
+def image_model_sections(image_shape: tuple[int, ...], outputs: int, color: str,
+                         mean: list[float], std: list[float],
+                         **preprocessing: Any) -> dict[str, Any]:
+    """The manifest sections of a model.onnx taking raw pixels, normalising inside the graph."""
+    c, h, w = image_shape
+    return {
+        "graphs": {MODEL: MODEL_FILE},
+        "inputs": [{"name": PIXELS, "dtype": "float32", "shape": [-1, c, h, w]}],
+        "outputs": [{"name": name, "dtype": "float32", "shape": [-1, outputs]}
+                    for name in IMAGE_OUTPUTS],
+        "preprocessing": image_preprocessing(image_shape, color, mean, std, **preprocessing),
+    }
+
+
+def image_preprocessing(image_shape: tuple[int, ...], color: str, mean: list[float],
+                        std: list[float], **options: Any) -> dict[str, Any]:
+    """The manifest's preprocessing of raw pixels in [0, 255], normalised inside the graph."""
+    c, h, w = image_shape
+    return ImagePreprocessing(channels=c, height=h, width=w, color=color, normalization={
+        "mean": mean, "std": std, "applied_in_graph": True}, **options).to_dict()
