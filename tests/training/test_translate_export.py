@@ -120,6 +120,30 @@ def test_relative_tolerance_scales_with_the_value(tmp_path: Path) -> None:
         check_parity(drifted, path, batches, relative_tolerance={"z": 1.0})
 
 
+class Shift(torch.nn.Module):
+    def __init__(self, offset: float) -> None:
+        super().__init__()
+        self.offset = offset
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.offset
+
+
+def test_relative_tolerance_scales_with_the_rows_largest_value(tmp_path: Path) -> None:
+    """A log-softmax row shifted as a whole by the rounding of its large entries (-13) passes,
+    its most probable entry (-0.5) included; the same shift on a row of small values does
+    not."""
+    path = export_onnx(Shift(0.0), (torch.ones(1, 3),), tmp_path / "shift.onnx", ["x"], ["y"],
+                       {"x": {0: "batch"}}, exporter="legacy")
+    wide = [{"x": np.array([[-0.5, -1.5, -13.0]], np.float32)}]
+    narrow = [{"x": np.array([[-0.5, -1.0, -1.5]], np.float32)}]
+    shifted = Shift(3.5e-5)
+    report = check_parity(shifted, path, wide, tolerance=1e-5, relative_tolerance={"y": 1e-5})
+    assert report.max_abs_diff > 3e-5
+    with pytest.raises(ParityError):
+        check_parity(shifted, path, narrow, tolerance=1e-5, relative_tolerance={"y": 1e-5})
+
+
 def test_gate_fails_for_graphs_of_another_model(tmp_path: Path) -> None:
     export_translation_graphs(model(seed=1), tmp_path)
     with pytest.raises(ParityError, match="differs from PyTorch"):

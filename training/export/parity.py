@@ -22,7 +22,11 @@ PROVIDER = "CPUExecutionProvider"
 # log_probs of a trained model reach -20 and beyond, from logits of magnitude ~20 whose float32
 # rounding (a few ulps of 2e-6 through a 256-long dot product) exceeds 1e-5 on its own: the
 # two runtimes' different summation orders measured 1-3e-5 there while every other output
-# stays within 2e-6. log_probs are held to 1e-5 + 1e-5 * |log p| (numpy.allclose's rule).
+# stays within 2e-6. That rounding enters a whole row at once (log_softmax subtracts the row's
+# logsumexp), so it scales with the row's largest magnitude, not each element's: a trained
+# captioner's row (log p from -0.5 to -13, after a random token) came out shifted by 3.5e-5
+# everywhere, its most probable entries included, which an element-wise rule refused.
+# log_probs are held to 1e-5 + 1e-5 * max |log p| of their row.
 LOG_PROBS_RTOL = 1e-5
 
 
@@ -63,8 +67,8 @@ class SequenceParity:
         tol = self.encoder.tolerance
         return {"max_abs_diff": self.max_abs_diff, "tolerance": tol,
                 "criterion": f"|onnxruntime - PyTorch| <= {tol:g} on memory, state, new_state "
-                             f"and attention; <= {tol:g} + {LOG_PROBS_RTOL:g} * |log p| on "
-                             f"log_probs; greedy tokens identical",
+                             f"and attention; <= {tol:g} + {LOG_PROBS_RTOL:g} * max |log p| "
+                             f"of the row on log_probs; greedy tokens identical",
                 "encoder": asdict(self.encoder), "decoder_step": asdict(self.decoder_step)}
 
 
@@ -76,9 +80,10 @@ def check_parity(module: nn.Module, onnx_path: Path, batches: Sequence[dict[str,
 
     Each batch maps the graph's input names to arrays; the module takes them positionally in the
     graph's input order and returns its outputs in the graph's output order.
-    relative_tolerance {output: rtol} loosens the named outputs to tolerance + rtol * |value|
-    (numpy.allclose's rule), for outputs whose large magnitudes carry float32 rounding beyond
-    the absolute tolerance (log-probabilities of a wide vocabulary).
+    relative_tolerance {output: rtol} loosens the named outputs to tolerance + rtol * the
+    largest |value| of the element's row (its last axis), for outputs whose large magnitudes
+    carry float32 rounding beyond the absolute tolerance into every element of the row
+    (log-probabilities of a wide vocabulary).
     """
     rtol = dict(relative_tolerance or {})
     if not batches:
@@ -114,7 +119,10 @@ def check_parity(module: nn.Module, onnx_path: Path, batches: Sequence[dict[str,
             d = float(diff.max()) if diff.size else 0.0
             worst[name] = max(worst[name], d)
             if diff.size:
-                allowed = tolerance + rtol.get(name, 0.0) * np.abs(e.astype(np.float64))
+                magnitude = np.abs(e.astype(np.float64))
+                if magnitude.ndim:
+                    magnitude = magnitude.max(axis=-1, keepdims=True)
+                allowed = tolerance + rtol.get(name, 0.0) * magnitude
                 excess = max(excess, float((diff - allowed).max()))
         sizes.append(int(next(iter(feeds.values())).shape[batch_axis]))
     report = ParityReport(max_abs_diff=max(worst.values()), tolerance=tolerance,
