@@ -127,7 +127,7 @@ class BoundStep:
 
 def io_binding_rows(runner: TranslatorRunner, texts: list[str],
                     repeats: int) -> list[dict[str, Any]]:
-    src, lengths = pad_batch(runner.prepare(texts).ids, runner.pad_id)
+    src, lengths = pad_batch(runner.prepare(texts).ids, runner.tokenizer.pad_id)
     memory, state = runner.sessions["encoder"].run(
         ["memory", "state"], {"src_ids": src, "src_lengths": lengths})
     mask = np.arange(src.shape[1])[None, :] < lengths[:, None]
