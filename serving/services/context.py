@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -93,41 +93,32 @@ class ServerContext:
         Only runs the strategy names may run inline (serving.execution); whole decodes never
         do."""
         batcher = self._batcher(runner)
-        if batcher is not None:
-            rows = batcher.inferences(payload)
-            start = time.perf_counter_ns()
-            try:
-                done = batcher.run_now(payload, deadline)
-                result, queue_ns, compute_ns = done if done is not None else \
-                    await batcher.submit(payload, deadline, caller=caller)
-            except Exception:
-                runner.stats.record_failure(time.perf_counter_ns() - start)
-                raise
-            runner.stats.record_request(rows, time.perf_counter_ns() - start, queue_ns,
-                                        compute_ns)
-            return result
-        strategy = runner.batch_strategy()
-        rows = strategy.rows(payload)
-
-        async def alone(payload: Any, deadline: float | None) -> tuple[Any, int, int]:
-            results, waited_ns, compute_ns = await self.pool.run(
-                strategy.inline_kind(rows), deadline, strategy.run, [payload])
-            runner.stats.record_execution(rows)
-            return results[0], waited_ns, compute_ns
-
-        return await self._recorded(runner, rows, alone, payload, deadline)
-
-    async def _recorded(self, runner: Runner, rows: int,
-                        submit: Callable[[Any, float | None], Awaitable[tuple[T, int, int]]],
-                        payload: Any, deadline: float | None) -> T:
         start = time.perf_counter_ns()
         try:
-            result, queue_ns, compute_ns = await submit(payload, deadline)
+            if batcher is not None:
+                rows = batcher.inferences(payload)
+                done = batcher.run_now(payload, deadline)
+                outcome = done if done is not None else \
+                    await batcher.submit(payload, deadline, caller=caller)
+            else:
+                rows, outcome = await self._alone(runner, payload, deadline)
         except Exception:
             runner.stats.record_failure(time.perf_counter_ns() - start)
             raise
+        result, queue_ns, compute_ns = outcome
         runner.stats.record_request(rows, time.perf_counter_ns() - start, queue_ns, compute_ns)
         return result
+
+    async def _alone(self, runner: Runner, payload: Any,
+                     deadline: float | None) -> tuple[int, tuple[Any, int, int]]:
+        """Batching off: the call's rows, and its own run's result with the ns it waited and
+        ran."""
+        strategy = runner.batch_strategy()
+        rows = strategy.rows(payload)
+        results, waited_ns, compute_ns = await self.pool.run(
+            strategy.inline_kind(rows), deadline, strategy.run, [payload])
+        runner.stats.record_execution(rows)
+        return rows, (results[0], waited_ns, compute_ns)
 
     def _batcher(self, runner: Runner) -> DynamicBatcher | StepScheduler | None:
         key = (runner.name, runner.version)
