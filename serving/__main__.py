@@ -10,7 +10,7 @@ import sys
 from serving.config import parse_config
 from serving.event_loop import run_loop
 from serving.logs import configure_logging
-from serving.parent_watch import SUPERVISOR_PID_ENV, exit_with_supervisor
+from serving.parent_watch import SUPERVISOR_GONE, SUPERVISOR_PID_ENV, exit_with_supervisor
 from serving.server import serve
 from serving.supervisor import supervise
 
@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_loop(serve(config), config.event_loop)
         # drained and stopped: a late second signal must not turn exit 0 into a kill
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for sig in (signal.SIGTERM, SUPERVISOR_GONE):
+            signal.signal(sig, signal.SIG_IGN)
     except OSError as e:
         logging.getLogger("serving").error("%s", e)
         return 1

@@ -27,6 +27,7 @@ from serving.api.generated.smallserve.v1 import model_service_pb2_grpc
 from serving.config import ServerConfig
 from serving.execution import InferencePool
 from serving.malformed import add_guarded
+from serving.parent_watch import SUPERVISOR_GONE
 from serving.preprocess.limits import set_input_limits
 from serving.registry import ModelRegistry
 from serving.services import http_service, inference_service, model_service
@@ -185,8 +186,14 @@ async def serve(config: ServerConfig) -> None:
         log.info("%s: draining", sig.name)
         stop.set()
 
+    def on_supervisor_gone() -> None:
+        if not stop.is_set():  # sent more than once by design (see parent_watch)
+            log.info("supervisor gone: draining")
+            stop.set()
+
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(SUPERVISOR_GONE, on_supervisor_gone)
     await server.start()
     tasks = [asyncio.create_task(server.load_models()),
              asyncio.create_task(server.watch_repository())]
