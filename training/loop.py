@@ -39,6 +39,7 @@ from training.errors import OptionError
 
 Batch = Any
 CHECKPOINT_FORMAT = 2  # last.pt with the whole state of the run (resume)
+LAST_CHECKPOINT = "last.pt"
 
 
 @dataclass
@@ -167,7 +168,7 @@ def fit(model: nn.Module, loss_fn: LossFn, train_batches: Callable[[int], Iterab
         state.seconds = time.perf_counter() - started
         # every rank's generators, so each continues as it would have (dropout, augmentation)
         rng = gather_from_ranks(_rng_state(), current)
-        _save(checkpoints, "last.pt", state.checkpoint(model, optimizer, scheduler, rng))
+        _save(checkpoints, LAST_CHECKPOINT, state.checkpoint(model, optimizer, scheduler, rng))
         log(_format_epoch(record, config.epochs, improved))
         if stop is not None:
             log(stop)
@@ -212,7 +213,7 @@ class _State:
 def _resume(folder: Path | None, model: nn.Module, optimizer: torch.optim.Optimizer,
             scheduler: Any | None, current: World, log: Callable[[str], None],
             fresh: _State) -> _State:
-    path = Path(folder) / "last.pt" if folder is not None else None
+    path = Path(folder) / LAST_CHECKPOINT if folder is not None else None
     if path is None or not path.exists():
         log(f"resume: no checkpoint in {folder}; starting at epoch 1")
         return fresh

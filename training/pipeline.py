@@ -15,9 +15,9 @@ from typing import Any
 
 from training.config_schema import RunConfig
 from training.distributed import finish_training, world
-from training.loop import TrainConfig, TrainResult, fit
+from training.loop import LAST_CHECKPOINT, TrainConfig, TrainResult, fit
 from training.outputs import claimed_outputs, staged_version
-from training.run_config import dump, write_beside_checkpoints
+from training.run_config import check_resume_matches, dump, write_beside_checkpoints
 from training.seeding import seed_everything
 from training.task import Publication, Task
 from training.tasks.common import (
@@ -45,6 +45,9 @@ def run(task: type[Task], config: RunConfig) -> int:
 
 def train_and_publish(task: Task, config: RunConfig) -> int:
     started = time.perf_counter()
+    if config.resume and (config.checkpoint_dir / LAST_CHECKPOINT).exists():
+        # before config.yaml is overwritten with this run's, and before any data is loaded
+        check_resume_matches(config, config.checkpoint_dir)
     seed_everything(config.seed)
     device = resolve_device(config.device)
     training = task.prepare(config, device)

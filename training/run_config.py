@@ -110,6 +110,35 @@ def dump(config: BaseModel) -> dict[str, Any]:
     return config.model_dump(mode="json")
 
 
+# what a resumed run may change: how long it goes on, where it runs and publishes, what it
+# prints. Anything else (data, model, optimiser, schedule, seed, batch size) would continue a
+# different run from this one's weights and optimiser state, and publish it as a run that
+# could be trained again from its manifest, which it cannot.
+RESUME_MAY_CHANGE = frozenset({"resume", "epochs", "max_minutes", "patience", "quiet", "device",
+                               "repository", "name", "checkpoint_dir"})
+
+
+def check_resume_matches(config: BaseModel, folder: Path) -> None:
+    """ConfigError unless config continues the run whose config.yaml is in folder."""
+    path = folder / CONFIG_FILE
+    if not path.exists():
+        return  # a checkpoint folder from before configs were written: nothing to compare
+    try:
+        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: cannot read the checkpointed run's config: {e}") from None
+    current = dump(config)
+    saved = saved if isinstance(saved, dict) else {}
+    changed = [k for k in dict.fromkeys([*saved, *current])
+               if k not in RESUME_MAY_CHANGE and saved.get(k) != current.get(k)]
+    if changed:
+        shown = ", ".join(f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in changed[:4])
+        more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+        raise ConfigError(f"{path}: --resume would continue a different run ({shown}{more}); "
+                          f"resume with --config {path}, or start afresh in another "
+                          f"--checkpoint-dir")
+
+
 def write_beside_checkpoints(config: BaseModel, folder: Path) -> Path:
     """<checkpoint_dir>/config.yaml: rerun with `--config` it trains the same run again."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -81,3 +81,26 @@ def test_resume_under_torchrun_continues_each_rank(tmp_path: Path) -> None:
     assert a["epoch"] == b["epoch"] == 2 and len(b["rng"]) == 2
     for name, tensor in a["model"].items():
         assert torch.allclose(tensor, b["model"][name], atol=1e-6, rtol=0), name
+
+
+def test_resume_refuses_a_different_run_and_leaves_its_config(tmp_path: Path) -> None:
+    """--resume with another learning rate would continue a different run from this one's
+    weights: refused before any work (exit 2, one line naming the key); longer is fine."""
+    quick = ["mnist", "--arch", "softmax", "--limit-train", "300", "--epochs", "1", "--quiet",
+             "--no-calibrate", "--device", "cpu", "--name", "m",
+             "--repository", str(tmp_path / "repo"), "--checkpoint-dir", str(tmp_path / "ck")]
+
+    def train(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "training", *quick, *extra], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+
+    assert train().returncode == 0
+    saved = (tmp_path / "ck" / "config.yaml").read_text()
+    refused = train("--resume", "--lr", "0.5")
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    line = refused.stderr.strip()
+    assert "\n" not in line and "lr" in line and "different run" in line, line
+    assert (tmp_path / "ck" / "config.yaml").read_text() == saved
+    longer = train("--resume", "--epochs", "2")
+    assert longer.returncode == 0, longer.stderr[-2000:]
+    assert epoch_of(tmp_path / "ck" / "last.pt") == 2
