@@ -28,6 +28,11 @@ PROVIDER = "CPUExecutionProvider"
 # everywhere, its most probable entries included, which an element-wise rule refused.
 # log_probs are held to 1e-5 + 1e-5 * max |log p| of their row.
 LOG_PROBS_RTOL = 1e-5
+# A photo captioner's memory (36 cells x 128 values from a CNN over 96 px RGB photos) reaches
+# magnitudes of 9 and, by the same float32 summation-order rounding, differed by
+# 1.1e-5 in a cell whose largest channel was large; canvases and translators stay within 1e-5.
+# Image-encoder memory is held to 1e-5 + 1e-5 * max |value| of its cell.
+MEMORY_RTOL = 1e-5
 
 
 class ParityError(RuntimeError):
@@ -65,10 +70,12 @@ class SequenceParity:
 
     def manifest_entry(self) -> dict[str, Any]:
         tol = self.encoder.tolerance
+        relative = {**self.encoder.relative_tolerance, **self.decoder_step.relative_tolerance}
+        loosened = "".join(f"; <= {tol:g} + {r:g} * max |value| of the row on {name}"
+                           for name, r in relative.items())
         return {"max_abs_diff": self.max_abs_diff, "tolerance": tol,
-                "criterion": f"|onnxruntime - PyTorch| <= {tol:g} on memory, state, new_state "
-                             f"and attention; <= {tol:g} + {LOG_PROBS_RTOL:g} * max |log p| "
-                             f"of the row on log_probs; greedy tokens identical",
+                "criterion": f"|onnxruntime - PyTorch| <= {tol:g}{loosened}; greedy tokens "
+                             f"identical",
                 "encoder": asdict(self.encoder), "decoder_step": asdict(self.decoder_step)}
 
 
