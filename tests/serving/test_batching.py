@@ -77,7 +77,10 @@ def slow_batching_server(tmp_path_factory):
     repo = tmp_path_factory.mktemp("batching") / "repo"
     publish_classifier(repo, "slow", depth=60, hidden=1024)
     metrics_port = free_port()
+    # one intra-op thread: a 250-row call takes a tenth of a second or more on a many-core CI
+    # machine too, so the calls that must wait behind it do
     with ServerProcess(repo, "--batch-max-size", "64", "--batch-queue-size", "300",
+                       "--intra-op-threads", "1",
                        "--metrics-port", str(metrics_port)) as server:
         server.metrics_port = metrics_port
         server.repository = repo
@@ -107,8 +110,13 @@ def test_full_queue_is_resource_exhausted_and_the_rest_succeed(slow_batching_ser
     big = np.zeros((200, 28, 28), np.uint8)  # two of these overflow the 300-row queue
     with Client(server.target) as client, ThreadPoolExecutor(3) as pool:
         client.list_models()
+        started = time.perf_counter()
+        client.classify("slow", pixels=blocker)
+        alone = time.perf_counter() - started
+        assert alone > 0.05, f"a 250-row call took {alone:.3f} s: too fast to hold the slot"
         busy = pool.submit(client.classify, "slow", pixels=blocker)
-        time.sleep(0.1)
+        # the overflow callers arrive while the blocker runs, however fast this machine is
+        time.sleep(alone / 4)
         waiting = [pool.submit(client.classify, "slow", pixels=big) for _ in range(2)]
         outcomes = []
         for future in waiting:
