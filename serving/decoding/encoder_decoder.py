@@ -54,6 +54,20 @@ class Encoded:
     state: np.ndarray
     mask: np.ndarray
 
+    def split(self, sizes: Sequence[int]) -> list[Encoded]:
+        """The rows of several calls encoded together, given back per call (`sizes` rows
+        each, in order), each as wide as its own longest source: what encoding it alone
+        gives, so its attention rows do not grow with its neighbours' sources."""
+        parts, start = [], 0
+        for size in sizes:
+            end = start + size
+            mask = self.mask[start:end]
+            width = int(mask.sum(axis=1).max()) if size else 0
+            parts.append(Encoded(self.memory[start:end, :width], self.state[start:end],
+                                 mask[:, :width]))
+            start = end
+        return parts
+
 
 class EncoderDecoder:
     def __init__(self, encoder: Session, decoder_step: Session) -> None:

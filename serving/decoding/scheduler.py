@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import groupby
 from typing import Any, Protocol
 
 import numpy as np
@@ -42,6 +43,9 @@ class StepStrategy(Protocol):
 
     def begin(self, payload: Any) -> Search:
         """Encode the call's inputs (on the scheduler's worker) and start its search."""
+
+    def begin_all(self, payloads: list[Any]) -> list[Search]:
+        """begin for several calls admitted at one step, with one encoder run."""
 
     def finish(self, payload: Any, hypotheses: list[Hypothesis]) -> Any:
         """The call's result from its ended search."""
@@ -190,16 +194,28 @@ class StepScheduler:
             if not admitted and not self._active and not self._pending:
                 self._running = False
                 return False
-        for call in admitted:
-            if self._gone(call):
-                continue
-            call.started_ns = time.perf_counter_ns()
+        starting = [call for call in admitted if not self._gone(call)]
+        now = time.perf_counter_ns()
+        for call in starting:
+            call.started_ns = now
+        searches: list[Search] | None = None
+        if len(starting) > 1:
             try:
-                call.search = self.strategy.begin(call.payload)
-            except Exception as e:  # a call whose encoding fails fails alone
-                call.resolve(error=e)
-                continue
+                searches = self.strategy.begin_all([call.payload for call in starting])
+            except Exception:  # encoded one by one below, so a failing call fails alone
+                searches = None
+        for i, call in enumerate(starting):
+            if searches is not None:
+                call.search = searches[i]
+            else:
+                try:
+                    call.search = self.strategy.begin(call.payload)
+                except Exception as e:
+                    call.resolve(error=e)
+                    continue
             self._active.append(call)
+        if starting:
+            self._active.sort(key=lambda c: type(c.search).__name__)
         return True
 
     def _fits(self, call: _Call, rows: int, first: bool) -> bool:
@@ -235,12 +251,18 @@ class StepScheduler:
         state = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
         log_probs, new_state, attention = self.strategy.step(prev, state, memory, mask)
         self.recorder.record_execution(len(prev))
-        start = 0
-        for search, part in zip(searches, parts, strict=True):
-            end = start + len(part[0])
-            search.advance(log_probs[start:end], new_state[start:end],
-                           attention[start:end, :part[3].shape[1]])
-            start = end
+        bounds, start = [], 0
+        for part in parts:
+            bounds.append((start, start + len(part[0]), part[3].shape[1]))
+            start += len(part[0])
+        # searches of one kind lie together (_admit keeps them so): each kind advances all
+        # of its own at once
+        first = 0
+        for kind, group in groupby(searches, key=type):
+            kin = list(group)
+            kind.advance_all(kin, log_probs, new_state, attention,
+                             bounds[first:first + len(kin)])
+            first += len(kin)
 
     def _padded_memory(self, key: tuple[tuple[int, int], ...],
                        parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, np.ndarray]:

@@ -57,6 +57,15 @@ class Search:
         """One per sentence, in order, once done."""
         raise NotImplementedError
 
+    @classmethod
+    def advance_all(cls, searches: list[Search], log_probs: np.ndarray, state: np.ndarray,
+                    attention: np.ndarray, bounds: list[tuple[int, int, int]]) -> None:
+        """Advance searches of this class whose rows share one step batch; bounds gives
+        each its rows (start, end) and source width. A class may do its per-row work once
+        for all of them."""
+        for search, (start, end, width) in zip(searches, bounds, strict=True):
+            search.advance(log_probs[start:end], state[start:end], attention[start:end, :width])
+
 
 def run_search(search: Search, step: StepFn) -> list[Hypothesis]:
     while not search.done:
@@ -91,6 +100,7 @@ class GreedySearch(Search):
         self.prev = np.full(len(self.alive), bos_id, np.int64)
         self.state, self.memory, self.mask = state[self.alive], memory[self.alive], \
             mask[self.alive]
+        self.shortest_limit = int(self.limits.min()) if len(self.limits) else 0
         # per step: the sentences it ran, their best token, its log-probability and
         # attention. Every live sentence has emitted exactly t tokens at step t, so a step
         # only records; the hypotheses are assembled once at the end.
@@ -105,14 +115,41 @@ class GreedySearch(Search):
 
     def advance(self, log_probs: np.ndarray, state: np.ndarray, attention: np.ndarray) -> None:
         best = log_probs.argmax(axis=1)
-        best_lp = np.take_along_axis(log_probs, best[:, None], 1)[:, 0]
+        self._take(best, log_probs[np.arange(len(best)), best], state, attention,
+                   bool((best == self.eos_id).any()))
+
+    @classmethod
+    def advance_all(cls, searches: list[Search], log_probs: np.ndarray, state: np.ndarray,
+                    attention: np.ndarray, bounds: list[tuple[int, int, int]]) -> None:
+        # one argmax for every greedy row of the step, then O(1) per search: with many
+        # one-sentence calls per step, per-search array work cost more than the step
+        eos = {s.eos_id for s in searches if isinstance(s, GreedySearch)}
+        if len(eos) != 1 or len(searches) == 1:
+            return super().advance_all(searches, log_probs, state, attention, bounds)
+        first, last = bounds[0][0], bounds[-1][1]
+        rows = log_probs[first:last]
+        best = rows.argmax(axis=1)
+        best_lp = rows[np.arange(len(best)), best]
+        ends = np.array([end - first for _, end, _ in bounds])
+        ended = set(np.searchsorted(ends, np.flatnonzero(best == eos.pop()),
+                                    side="right").tolist())
+        for i, (search, (start, end, width)) in enumerate(zip(searches, bounds, strict=True)):
+            a, b = start - first, end - first
+            search._take(best[a:b], best_lp[a:b], state[start:end],  # type: ignore[attr-defined]
+                         attention[start:end, :width], i in ended)
+
+    def _take(self, best: np.ndarray, best_lp: np.ndarray, state: np.ndarray,
+              attention: np.ndarray, any_ended: bool) -> None:
+        """One step's best tokens for this search's rows; any_ended: one of them is EOS."""
         self.steps.append((self.alive, best, best_lp, attention))
-        keep = (best != self.eos_id) & (self.limits > len(self.steps))
-        if keep.all():  # the usual case: nothing to drop, so no copy of the memory
+        if not any_ended and self.shortest_limit > len(self.steps):
+            # the usual case: nothing to drop, so no copy of the memory
             self.prev, self.state = best, state
             return
+        keep = (best != self.eos_id) & (self.limits > len(self.steps))
         self.alive, self.prev, self.limits = self.alive[keep], best[keep], self.limits[keep]
         self.state, self.memory, self.mask = state[keep], self.memory[keep], self.mask[keep]
+        self.shortest_limit = int(self.limits.min()) if len(self.limits) else 0
         self.rows_version += 1
 
     def hypotheses(self) -> list[Hypothesis]:
@@ -121,25 +158,33 @@ class GreedySearch(Search):
 
 def _greedy_hypotheses(steps: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
                        batch: int, source_len: int, eos_id: int) -> list[Hypothesis]:
+    # all steps at once: a scheduler finishes one search per call, so a per-step loop of
+    # small array operations here cost more per call than the decoder steps themselves
+    if not steps:  # every sentence had a length limit of 0
+        return [Hypothesis([], [], np.zeros((0, source_len), np.float32), 0.0, False)
+                for _ in range(batch)]
+    rows = np.concatenate([s[0] for s in steps])
+    best = np.concatenate([s[1] for s in steps])
+    best_lp = np.concatenate([s[2] for s in steps])
+    step_attention = np.concatenate([s[3] for s in steps])
+    t = np.repeat(np.arange(len(steps)), [len(s[0]) for s in steps])
+    # summed in step order, in float64, as a running total would be
+    total = np.bincount(rows, weights=best_lp, minlength=batch)
+    emit = best != eos_id
+    finished = np.zeros(batch, bool)
+    finished[rows[~emit]] = True
+    rows, t = rows[emit], t[emit]
+    # a sentence runs until it ends, so it emitted at steps 0 .. n - 1
+    lengths = np.bincount(rows, minlength=batch)
     tokens = np.zeros((batch, len(steps)), np.int64)
     log_probs = np.zeros((batch, len(steps)), np.float32)
     attention = np.zeros((batch, len(steps), source_len), np.float32)
-    lengths = np.zeros(batch, np.int64)
-    total = np.zeros(batch, np.float64)
-    finished = np.zeros(batch, bool)
-    for t, (rows, best, best_lp, step_attention) in enumerate(steps):
-        total[rows] += best_lp
-        emit = best != eos_id
-        finished[rows[~emit]] = True
-        rows, best, best_lp, step_attention = rows[emit], best[emit], best_lp[emit], \
-            step_attention[emit]
-        tokens[rows, t] = best
-        log_probs[rows, t] = best_lp
-        attention[rows, t] = step_attention
-        lengths[rows] = t + 1
+    tokens[rows, t] = best[emit]
+    log_probs[rows, t] = best_lp[emit]
+    attention[rows, t] = step_attention[emit]
     return [Hypothesis(tokens[b, :n].tolist(), log_probs[b, :n].tolist(),
                        attention[b, :n].copy(), float(total[b]), bool(finished[b]))
-            for b, n in enumerate(lengths)]
+            for b, n in enumerate(lengths.tolist())]
 
 
 class BeamSearch(Search):

@@ -85,6 +85,12 @@ class CaptionSteps:
                                                          payload.max_length, np.int64),
                                  payload.beam_size)
 
+    def begin_all(self, payloads: list[CaptionCall]) -> list[Search]:
+        # each call's images encoded alone: convolution kernels change with the batch, so a
+        # joint run would make a caption's attention depend on its neighbours' images in the
+        # last bits; an image encoder's run costs far more than its call overhead anyway
+        return [self.begin(p) for p in payloads]
+
     def finish(self, payload: CaptionCall, hypotheses: list[Hypothesis]) -> list[CaptionResult]:
         return self.runner.results(hypotheses)
 

@@ -9,7 +9,7 @@ falls in the same length bucket (powers of two), which bounds the padding to abo
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,6 +110,9 @@ class TranslationSteps:
     def begin(self, payload: TranslationCall) -> Search:
         return self.runner.start(payload.sources, payload.beam_size)
 
+    def begin_all(self, payloads: list[TranslationCall]) -> list[Search]:
+        return self.runner.start_all([(p.sources, p.beam_size) for p in payloads])
+
     def finish(self, payload: TranslationCall,
                hypotheses: list[Hypothesis]) -> list[TranslationResult]:
         return self.runner.results(hypotheses, payload.sources)
@@ -200,6 +203,17 @@ class TranslatorRunner(SequenceRunner):
         """The encoder over the padded sentences, and their search, not yet stepped."""
         return self.new_search(self.graphs.encode_ids(sources.ids, self.tokenizer.pad_id),
                                np.array(sources.limits, np.int64), beam_size)
+
+    def start_all(self, calls: Sequence[tuple[Sources, int]]) -> list[Search]:
+        """start for several calls (sources, beam) with one encoder run over all their
+        sentences: a step batch admits a few calls at a time, and one run costs little
+        more than one call's."""
+        merged = Sources.concat([sources for sources, _ in calls])
+        encoded = self.graphs.encode_ids(merged.ids, self.tokenizer.pad_id)
+        return [self.new_search(part, np.array(sources.limits, np.int64), beam)
+                for part, (sources, beam) in zip(
+                    encoded.split([len(sources.ids) for sources, _ in calls]), calls,
+                    strict=True)]
 
     def results(self, hyps: list[Hypothesis], sources: Sources) -> list[TranslationResult]:
         return [self._result(h, pieces) for h, pieces in zip(hyps, sources.pieces, strict=True)]

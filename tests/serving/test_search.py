@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from serving.decoding import beam_search, greedy_decode
-from serving.decoding.search import length_penalty
+from serving.decoding.encoder_decoder import Encoded
+from serving.decoding.search import GreedySearch, length_penalty
 
 BOS, EOS, VOCAB, SOURCE = 0, 1, 5, 4
 
@@ -121,3 +122,46 @@ def test_a_sentence_decodes_the_same_alone_or_in_a_batch():
                             lengths[b:b + 1], beam_size=4, length_penalty_alpha=0.6)[0]
         assert alone.tokens == together[b].tokens
         assert alone.score == pytest.approx(together[b].score, abs=1e-6)
+
+
+def _hypothesis_fields(hypotheses):
+    return [(h.tokens, h.token_log_probs, h.attention.tolist(), h.score, h.finished)
+            for h in hypotheses]
+
+
+def test_greedy_searches_advanced_together_end_as_each_alone():
+    """A step batch advances all its greedy searches with one argmax (advance_all); each
+    must end exactly as it does stepped alone, its sentences ending at different steps (one
+    of them at once: a length limit of 0)."""
+    decoder = MarkovDecoder(2)
+    calls = []
+    for i, limits in enumerate([np.array([3, 6]), np.array([0, 5, 1]), np.array([8])]):
+        state, memory, mask = inputs(len(limits), lengths=[4 - i] * len(limits))
+        calls.append((state, memory + i, mask, limits))
+    alone = [_hypothesis_fields(greedy_decode(decoder, state, memory, mask, BOS, EOS, limits))
+             for state, memory, mask, limits in calls]
+    together = [GreedySearch(state, memory, mask, BOS, EOS, limits)
+                for state, memory, mask, limits in calls]
+    while not all(s.done for s in together):
+        live = [s for s in together if not s.done]
+        parts = [s.inputs() for s in live]
+        log_probs, state, attention = decoder(*(np.concatenate([p[k] for p in parts])
+                                                for k in range(4)))
+        bounds, start = [], 0
+        for p in parts:
+            bounds.append((start, start + len(p[0]), p[3].shape[1]))
+            start += len(p[0])
+        GreedySearch.advance_all(live, log_probs, state, attention, bounds)
+    assert [_hypothesis_fields(s.hypotheses()) for s in together] == alone
+
+
+def test_calls_encoded_together_split_back_to_their_own_widths():
+    memory = np.arange(5 * 6 * 2, dtype=np.float32).reshape(5, 6, 2)
+    mask = np.zeros((5, 6), bool)
+    for row, n in enumerate([2, 6, 3, 1, 1]):
+        mask[row, :n] = True
+    parts = Encoded(memory, np.arange(5.0)[:, None], mask).split([1, 2, 2])
+    assert [p.memory.shape for p in parts] == [(1, 2, 2), (2, 6, 2), (2, 1, 2)]
+    assert [p.state[:, 0].tolist() for p in parts] == [[0.0], [1.0, 2.0], [3.0, 4.0]]
+    np.testing.assert_array_equal(parts[1].memory, memory[1:3])
+    assert parts[2].mask.all()
