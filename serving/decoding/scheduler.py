@@ -79,14 +79,21 @@ class _Call:
     started_ns: int = 0
 
     def resolve(self, value: Any = None, error: BaseException | None = None) -> None:
-        def settle() -> None:
-            if self.future.done():
-                return
-            if error is not None:
-                self.future.set_exception(error)
-            else:
-                self.future.set_result(value)
-        self.loop.call_soon_threadsafe(settle)
+        self.loop.call_soon_threadsafe(self.settle, value, error)
+
+    def settle(self, value: Any, error: BaseException | None) -> None:
+        """On the call's event loop."""
+        if self.future.done():
+            return
+        if error is not None:
+            self.future.set_exception(error)
+        else:
+            self.future.set_result(value)
+
+
+def _settle_all(calls: list[tuple[_Call, Any]]) -> None:
+    for call, value in calls:
+        call.settle(value, None)
 
 
 class StepScheduler:
@@ -287,6 +294,7 @@ class StepScheduler:
 
     def _release_ended(self) -> None:
         still = []
+        answered: dict[asyncio.AbstractEventLoop, list[tuple[_Call, Any]]] = {}
         for call in self._active:
             search = call.search
             if search is None or not search.done:
@@ -298,6 +306,10 @@ class StepScheduler:
                 call.resolve(error=e)
                 continue
             now = time.perf_counter_ns()
-            call.resolve((result, call.started_ns - call.enqueued_ns, now - call.started_ns))
+            answered.setdefault(call.loop, []).append(
+                (call, (result, call.started_ns - call.enqueued_ns, now - call.started_ns)))
         self._active = still
+        # one wake-up of each event loop for all the calls a step ended, not one per call
+        for loop, calls in answered.items():
+            loop.call_soon_threadsafe(_settle_all, calls)
 
