@@ -41,11 +41,9 @@ class StepStrategy(Protocol):
     def rows(self, payload: Any) -> int:
         """Decoder rows the call adds to a step: its sequences x beam."""
 
-    def begin(self, payload: Any) -> Search:
-        """Encode the call's inputs (on the scheduler's worker) and start its search."""
-
-    def begin_all(self, payloads: list[Any]) -> list[Search]:
-        """begin for several calls admitted at one step, with one encoder run."""
+    def begin(self, payloads: list[Any]) -> list[Search]:
+        """Encode the inputs of calls admitted at one step (on the scheduler's worker) and
+        start their searches, one per call."""
 
     def finish(self, payload: Any, hypotheses: list[Hypothesis]) -> Any:
         """The call's result from its ended search."""
@@ -205,25 +203,23 @@ class StepScheduler:
         now = time.perf_counter_ns()
         for call in starting:
             call.started_ns = now
-        searches: list[Search] | None = None
-        if len(starting) > 1:
-            try:
-                searches = self.strategy.begin_all([call.payload for call in starting])
-            except Exception:  # encoded one by one below, so a failing call fails alone
-                searches = None
-        for i, call in enumerate(starting):
-            if searches is not None:
-                call.search = searches[i]
-            else:
-                try:
-                    call.search = self.strategy.begin(call.payload)
-                except Exception as e:
-                    call.resolve(error=e)
-                    continue
-            self._active.append(call)
         if starting:
+            self._active += self._begin(starting)
             self._active.sort(key=lambda c: type(c.search).__name__)
         return True
+
+    def _begin(self, calls: list[_Call]) -> list[_Call]:
+        """The calls whose searches started; one whose encoding fails fails alone."""
+        try:
+            searches = self.strategy.begin([call.payload for call in calls])
+        except Exception as e:
+            if len(calls) == 1:
+                calls[0].resolve(error=e)
+                return []
+            return [started for call in calls for started in self._begin([call])]
+        for call, search in zip(calls, searches, strict=True):
+            call.search = search
+        return calls
 
     def _fits(self, call: _Call, rows: int, first: bool) -> bool:
         """Whether the call's rows fit beside `rows` running ones; a call larger than the

@@ -123,8 +123,8 @@ class GreedySearch(Search):
                     attention: np.ndarray, bounds: list[tuple[int, int, int]]) -> None:
         # one argmax for every greedy row of the step, then O(1) per search: with many
         # one-sentence calls per step, per-search array work cost more than the step
-        eos = {s.eos_id for s in searches if isinstance(s, GreedySearch)}
-        if len(eos) != 1 or len(searches) == 1:
+        eos = {s.eos_id for s in searches}  # type: ignore[attr-defined]
+        if len(eos) != 1:
             return super().advance_all(searches, log_probs, state, attention, bounds)
         first, last = bounds[0][0], bounds[-1][1]
         rows = log_probs[first:last]

@@ -80,16 +80,12 @@ class CaptionSteps:
     def rows(self, payload: CaptionCall) -> int:
         return self.runner.rows(len(payload.pixels), payload.beam_size)
 
-    def begin(self, payload: CaptionCall) -> Search:
-        return self.runner.start(payload.pixels, np.full(len(payload.pixels),
-                                                         payload.max_length, np.int64),
-                                 payload.beam_size)
-
-    def begin_all(self, payloads: list[CaptionCall]) -> list[Search]:
+    def begin(self, payloads: list[CaptionCall]) -> list[Search]:
         # each call's images encoded alone: convolution kernels change with the batch, so a
         # joint run would make a caption's attention depend on its neighbours' images in the
         # last bits; an image encoder's run costs far more than its call overhead anyway
-        return [self.begin(p) for p in payloads]
+        return [self.runner.start(p.pixels, np.full(len(p.pixels), p.max_length, np.int64),
+                                  p.beam_size) for p in payloads]
 
     def finish(self, payload: CaptionCall, hypotheses: list[Hypothesis]) -> list[CaptionResult]:
         return self.runner.results(hypotheses)

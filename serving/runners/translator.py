@@ -107,10 +107,7 @@ class TranslationSteps:
     def rows(self, payload: TranslationCall) -> int:
         return self.runner.rows(len(payload.sources.ids), payload.beam_size)
 
-    def begin(self, payload: TranslationCall) -> Search:
-        return self.runner.start(payload.sources, payload.beam_size)
-
-    def begin_all(self, payloads: list[TranslationCall]) -> list[Search]:
+    def begin(self, payloads: list[TranslationCall]) -> list[Search]:
         return self.runner.start_all([(p.sources, p.beam_size) for p in payloads])
 
     def finish(self, payload: TranslationCall,
@@ -201,8 +198,7 @@ class TranslatorRunner(SequenceRunner):
 
     def start(self, sources: Sources, beam_size: int = 0) -> Search:
         """The encoder over the padded sentences, and their search, not yet stepped."""
-        return self.new_search(self.graphs.encode_ids(sources.ids, self.tokenizer.pad_id),
-                               np.array(sources.limits, np.int64), beam_size)
+        return self.start_all([(sources, beam_size)])[0]
 
     def start_all(self, calls: Sequence[tuple[Sources, int]]) -> list[Search]:
         """start for several calls (sources, beam) with one encoder run over all their
