@@ -1,7 +1,10 @@
 """The server's own per-call cost, against the anchors side by side: a bare grpc.aio server that
 parses each request and answers canned bytes (the floor: bench.grpc_floor) and, where the
 nvidia-pytriton wheel's tritonserver runs, Triton serving the python-backend form of the same
-repository (dynamic batching, the same ONNX file in onnxruntime).
+repository (dynamic batching, the same ONNX file in onnxruntime). Between the two, the same
+bare server running the model once per call on its loop ("grpc floor + model", on uvloop as
+this server): what any Python server that runs the model per call can reach, so `vs_model_floor`
+is the share of the time our own Python costs beside the model's run.
 
 The same closed-loop load generator (bench.load, separate processes) drives each server in
 turn, rounds interleaved, at concurrency 1, 8 and 32, for Classify of one MNIST digit through
@@ -41,14 +44,18 @@ def run(quick: bool = False, seconds: float | None = None, rounds: int | None = 
     measured: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         repository = Path(tmp) / "models"
-        model = models.publish_classifier(repository, "mlp").parent.name
+        version = models.publish_classifier(repository, "mlp")
+        model = version.parent.name
         with running_server(repository, "--intra-op-threads", str(THREADS)) as ours, \
                 bare_floor(ours, model, Path(tmp), "asyncio") as floor, \
                 bare_floor(ours, model, Path(tmp), "uvloop") as uvloop_floor, \
+                bare_floor(ours, model, Path(tmp), "uvloop", version / "model.onnx") as \
+                model_floor, \
                 triton_anchor(repository, Path(tmp), triton) as (triton_target, skipped):
             # the floor on asyncio's loop (the anchor), and on uvloop, which this server runs
             # on by default (--event-loop auto): what the loop alone changes
-            servers = {"smallserve": ours, "grpc floor": floor, "grpc floor uvloop": uvloop_floor}
+            servers = {"smallserve": ours, "grpc floor": floor, "grpc floor uvloop": uvloop_floor,
+                       "grpc floor + model": model_floor}
             if triton_target:
                 servers["triton"] = triton_target
             for _ in range(rounds):
@@ -71,11 +78,13 @@ def _row(measured: dict[tuple[str, int, str], list[dict[str, Any]]], api: str,
          concurrency: int, server: str) -> dict[str, Any]:
     best = _best(measured[(api, concurrency, server)])
     floor = _best(measured[(api, concurrency, "grpc floor")])
+    model_floor = _best(measured[(api, concurrency, "grpc floor + model")])
     triton = measured.get(("oip", concurrency, "triton"))
     row = {"benchmark": "per_call_cost", "api": api, "concurrency": concurrency,
            "server": server, "calls_per_s": best["throughput_rps"], "p50_ms": best["p50_ms"],
            "p99_ms": best["p99_ms"], "errors": best["errors"],
            "vs_floor": _ratio(best["throughput_rps"], floor["throughput_rps"]),
+           "vs_model_floor": _ratio(best["throughput_rps"], model_floor["throughput_rps"]),
            "p50_above_floor_ms": round(best["p50_ms"] - floor["p50_ms"], 3)}
     if triton:
         row["vs_triton"] = _ratio(best["throughput_rps"], _best(triton)["throughput_rps"])
@@ -91,9 +100,10 @@ def _best(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 @contextmanager
-def bare_floor(ours: str, model: str, workdir: Path, loop: str) -> Iterator[str]:
+def bare_floor(ours: str, model: str, workdir: Path, loop: str,
+               onnx: Path | None = None) -> Iterator[str]:
     """bench.grpc_floor on `loop`, answering with this server's own answers to the load's
-    calls."""
+    calls (after running `onnx` on each call's pixels, when given)."""
     answers = workdir / "answers"
     answers.mkdir(exist_ok=True)
     with grpc.insecure_channel(ours) as channel:
@@ -104,7 +114,8 @@ def bare_floor(ours: str, model: str, workdir: Path, loop: str) -> Iterator[str]
             (answers / f"{method.rsplit('/', 1)[1]}.bin").write_bytes(call(request, timeout=30))
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "bench.grpc_floor", str(port),
-                                str(answers), loop], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                                str(answers), loop, *([str(onnx)] if onnx else [])],
+                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         if process.stdout is None or process.stdout.readline().strip() != "ready":
             raise RuntimeError("bench.grpc_floor did not start")

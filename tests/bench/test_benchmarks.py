@@ -129,8 +129,11 @@ def test_per_call_cost_beside_the_grpc_floor() -> None:
     measured = [r for r in rows if "calls_per_s" in r]
     assert [(r["api"], r["concurrency"], r["server"]) for r in measured] == [
         (api, c, server) for c in (1, 8, 32) for api in ("smallserve", "oip")
-        for server in ("smallserve", "grpc floor", "grpc floor uvloop")]
+        for server in ("smallserve", "grpc floor", "grpc floor uvloop", "grpc floor + model")]
+    # the floor + model answers only once its run of the model succeeded
     assert all(r["errors"] == 0 and r["calls_per_s"] > 0 for r in measured)
     assert all(r["vs_floor"] == 1.0 for r in measured if r["server"] == "grpc floor")
+    assert all(r["vs_model_floor"] == 1.0 for r in measured
+               if r["server"] == "grpc floor + model")
     assert rows[-1] == {"benchmark": "per_call_cost", "server": "triton",
                         "skipped": "not asked for"}
