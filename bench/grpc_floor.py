@@ -54,9 +54,10 @@ def model_runs(onnx: Path) -> dict[str, Callable[[Any], object]]:
     """Per method: the model's run on a request's pixels (one 28x28 grey image per row)."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    from serving.runtime.session import SessionConfig, session_options
+
+    # the server's own options for a small classifier under --intra-op-threads 1
+    options = session_options(SessionConfig(intra_op_threads=1, allow_spinning=False))
     session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
     feed = session.get_inputs()[0].name
 
