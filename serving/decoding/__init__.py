@@ -10,7 +10,8 @@ from serving.decoding.encoder_decoder import (
     new_search,
     translate_ids,
 )
-from serving.decoding.search import Hypothesis, StepFn, beam_search, greedy_decode, run_search
+from serving.decoding.greedy import greedy_decode
+from serving.decoding.search import Hypothesis, StepFn, beam_search, run_search
 
 __all__ = ["MAX_BEAM_SIZE", "Encoded", "EncoderDecoder", "Hypothesis", "StepFn", "beam_search",
            "caption_images", "greedy_decode", "length_batches", "new_search", "run_search",

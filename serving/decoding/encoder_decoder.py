@@ -17,7 +17,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from serving.decoding.search import BeamSearch, GreedySearch, Hypothesis, Search, run_search
+from serving.decoding.greedy import GreedySearch
+from serving.decoding.search import BeamSearch, Hypothesis, Search, run_search
 from serving.errors import InvalidInput
 from serving.preprocess.tensors import pad_batch
 from serving.repository.graph_io import (

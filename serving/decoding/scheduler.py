@@ -7,7 +7,9 @@ waits for any more (cancelled, past their deadline, or the server closing), and 
 that arrived meanwhile: each is encoded and its rows (sentences x beam) join the next step.
 Rows of different source lengths share a step through padding and masks. A short call thus
 finishes in its own few steps even while long ones run, and every step runs as many rows as
-are waiting.
+are waiting. Greedy calls share one batch of rows (serving.decoding.greedy.GreedyRows): they join
+it at admission and their rows leave it as their sentences end, so a step's cost does not grow
+with the number of calls in it.
 
 Admission is fair between callers: pending calls are taken round-robin by caller (the
 connection they came on), and while others wait no caller may hold more than `caller_share`
@@ -20,15 +22,14 @@ import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from itertools import groupby
 from typing import Any, Protocol
 
 import numpy as np
 
 from serving.batching import RunRecorder
-from serving.decoding.search import Hypothesis, Search
+from serving.decoding.search import Hypothesis, Search, Stepper
 from serving.errors import Abandoned, DeadlineExceeded, TooLarge
 from serving.execution import InferencePool
 
@@ -72,8 +73,8 @@ class _Call:
     deadline: float | None
     enqueued_ns: int
     abandoned: threading.Event = field(default_factory=threading.Event)
-    serial: int = 0  # tells this call's search from any other, as id() would not
     search: Search | None = None
+    stepper: Stepper | None = None  # what steps its rows: its search, or a shared batch
     started_ns: int = 0
 
     def resolve(self, value: Any = None, error: BaseException | None = None) -> None:
@@ -111,8 +112,8 @@ class StepScheduler:
         self._pending_rows = 0
         self._active: list[_Call] = []
         self._running = False
-        self._serial = 0
-        self._memory_key: tuple[tuple[int, int], ...] = ()
+        self._shared: dict[Hashable, Any] = {}  # batches of rows that searches share
+        self._memory_key: tuple[int, ...] = ()
         self._memory: tuple[np.ndarray, np.ndarray] | None = None
 
     def run_now(self, payload: Any, deadline: float | None) -> None:
@@ -130,8 +131,6 @@ class StepScheduler:
             if self._pending_rows + rows > self.config.max_queue_rows:
                 raise TooLarge(f"model {self.name} has {self._pending_rows} decoder rows "
                                f"waiting; the queue holds {self.config.max_queue_rows}")
-            self._serial += 1
-            call.serial = self._serial
             self._pending.setdefault(caller, deque()).append(call)
             self._pending_rows += rows
             start = not self._running
@@ -157,6 +156,7 @@ class StepScheduler:
             for call in self._active:
                 call.resolve(error=e)
             self._active = []
+            self._shared, self._memory = {}, None
             with self._lock:
                 self._running = False
                 restart = bool(self._pending)
@@ -198,6 +198,8 @@ class StepScheduler:
                     progress = True
             if not admitted and not self._active and not self._pending:
                 self._running = False
+                # idle: the shared rows' arrays (sized for the largest call) are let go
+                self._shared, self._memory = {}, None
                 return False
         starting = [call for call in admitted if not self._gone(call)]
         now = time.perf_counter_ns()
@@ -205,7 +207,6 @@ class StepScheduler:
             call.started_ns = now
         if starting:
             self._active += self._begin(starting)
-            self._active.sort(key=lambda c: type(c.search).__name__)
         return True
 
     def _begin(self, calls: list[_Call]) -> list[_Call]:
@@ -219,6 +220,7 @@ class StepScheduler:
             return [started for call in calls for started in self._begin([call])]
         for call, search in zip(calls, searches, strict=True):
             call.search = search
+            call.stepper = search.stepper(self._shared)
         return calls
 
     def _fits(self, call: _Call, rows: int, first: bool) -> bool:
@@ -241,36 +243,39 @@ class StepScheduler:
         return False
 
     def _drop_gone(self) -> None:
-        self._active = [c for c in self._active if not self._gone(c)]
+        still = []
+        for call in self._active:
+            if not self._gone(call):
+                still.append(call)
+            elif call.search is not None:
+                call.search.leave()
+        self._active = still
 
     def _step(self) -> None:
-        calls = [c for c in self._active if c.search is not None]
-        searches = [c.search for c in calls if c.search is not None]
-        parts = [s.inputs() for s in searches]
-        memory, mask = self._padded_memory(
-            tuple((c.serial, s.rows_version) for c, s in zip(calls, searches, strict=True)),
-            parts)
+        # one stepper per search, or one for all the searches that share a batch of rows
+        steppers = list({id(c.stepper): c.stepper for c in self._active
+                         if c.stepper is not None and c.search is not None
+                         and not c.search.done}.values())
+        if not steppers:
+            return
+        parts = [s.inputs() for s in steppers]
+        memory, mask = self._padded_memory(tuple(s.rows_version for s in steppers), parts)
         prev = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
         state = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
         log_probs, new_state, attention = self.strategy.step(prev, state, memory, mask)
         self.recorder.record_execution(len(prev))
-        bounds, start = [], 0
-        for part in parts:
-            bounds.append((start, start + len(part[0]), part[3].shape[1]))
-            start += len(part[0])
-        # searches of one kind lie together (_admit keeps them so): each kind advances all
-        # of its own at once
-        first = 0
-        for kind, group in groupby(searches, key=type):
-            kin = list(group)
-            kind.advance_all(kin, log_probs, new_state, attention,
-                             bounds[first:first + len(kin)])
-            first += len(kin)
+        start = 0
+        for stepper, part in zip(steppers, parts, strict=True):
+            end = start + len(part[0])
+            stepper.advance(log_probs[start:end], new_state[start:end],
+                            attention[start:end, :part[3].shape[1]])
+            start = end
 
-    def _padded_memory(self, key: tuple[tuple[int, int], ...],
+    def _padded_memory(self, key: tuple[int, ...],
                        parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, np.ndarray]:
         """Every row's memory and mask in one batch, padded to the longest source; rebuilt
-        only when a search's rows changed, not at every step."""
+        only when a stepper's rows changed (their versions are never reused), not at every
+        step."""
         if len(parts) == 1:
             return parts[0][2], parts[0][3]
         if key != self._memory_key or self._memory is None:

@@ -1,4 +1,5 @@
-"""Greedy and beam search over a decoder step, batched over sentences (and beams as rows).
+"""Searches over a decoder step, batched over sentences (and beams as rows): the interface the
+decode loops drive, and beam search (greedy search: serving.decoding.greedy).
 
 A step maps (previous ids [R], state [R, D], memory [R, S, M], source mask [R, S]) to
 (log-probabilities [R, V], new state [R, D], attention [R, S]); R counts rows, which are
@@ -10,8 +11,10 @@ reordering, so what is served is the attention that produced each word.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -35,13 +38,33 @@ def length_penalty(length: np.ndarray | int, alpha: float) -> np.ndarray | float
     return ((5.0 + length) / 6.0) ** alpha
 
 
+_rows_versions = itertools.count(1)
+
+
+def new_rows_version() -> int:
+    """A number no rows have had before, in any search: a scheduler keys what it built from
+    several searches' rows on their versions."""
+    return next(_rows_versions)
+
+
+class Stepper(Protocol):
+    """Rows stepped together in a step batch: one search's, or a batch of several searches'."""
+
+    rows_version: int
+
+    def inputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
+
+    def advance(self, log_probs: np.ndarray, state: np.ndarray,
+                attention: np.ndarray) -> None: ...
+
+
 class Search:
     """One decode in progress, driven one decoder step at a time by whoever owns the step
     function: a plain loop (run_search), or a scheduler that runs the rows of many searches
     in one step batch and admits and releases searches between steps."""
 
     done: bool
-    # changes whenever the rows' memory and mask are replaced (rows dropped), so a scheduler
+    # new whenever the rows' memory and mask are replaced (rows dropped), so a scheduler
     # can keep its padded concatenation of them until then
     rows_version: int = 0
 
@@ -57,14 +80,14 @@ class Search:
         """One per sentence, in order, once done."""
         raise NotImplementedError
 
-    @classmethod
-    def advance_all(cls, searches: list[Search], log_probs: np.ndarray, state: np.ndarray,
-                    attention: np.ndarray, bounds: list[tuple[int, int, int]]) -> None:
-        """Advance searches of this class whose rows share one step batch; bounds gives
-        each its rows (start, end) and source width. A class may do its per-row work once
-        for all of them."""
-        for search, (start, end, width) in zip(searches, bounds, strict=True):
-            search.advance(log_probs[start:end], state[start:end], attention[start:end, :width])
+    def stepper(self, shared: dict[Hashable, Any]) -> Stepper:
+        """What steps this search's rows in a scheduler's step batch: the search itself,
+        unless searches of its kind share one batch of rows (kept in `shared`, the
+        scheduler's, by kind)."""
+        return self
+
+    def leave(self) -> None:
+        """Its rows leave the step batch unfinished (nobody waits for them any more)."""
 
 
 def run_search(search: Search, step: StepFn) -> list[Hypothesis]:
@@ -74,117 +97,12 @@ def run_search(search: Search, step: StepFn) -> list[Hypothesis]:
     return search.hypotheses()
 
 
-def greedy_decode(step: StepFn, state: np.ndarray, memory: np.ndarray, mask: np.ndarray,
-                  bos_id: int, eos_id: int, max_lengths: np.ndarray) -> list[Hypothesis]:
-    return run_search(GreedySearch(state, memory, mask, bos_id, eos_id, max_lengths), step)
-
-
 def beam_search(step: StepFn, state: np.ndarray, memory: np.ndarray, mask: np.ndarray,
                 bos_id: int, eos_id: int, max_lengths: np.ndarray, beam_size: int,
                 length_penalty_alpha: float = 0.0) -> list[Hypothesis]:
     """The best hypothesis per sentence, ranked by log-probability / length_penalty."""
     return run_search(BeamSearch(state, memory, mask, bos_id, eos_id, max_lengths, beam_size,
                                  length_penalty_alpha), step)
-
-
-class GreedySearch(Search):
-    """The most probable token at every step, per sentence."""
-
-    def __init__(self, state: np.ndarray, memory: np.ndarray, mask: np.ndarray, bos_id: int,
-                 eos_id: int, max_lengths: np.ndarray) -> None:
-        self.batch, self.source_len = mask.shape
-        self.eos_id = eos_id
-        max_lengths = np.asarray(max_lengths, dtype=np.int64)
-        self.alive = np.flatnonzero(max_lengths > 0)
-        self.limits = max_lengths[self.alive]
-        self.prev = np.full(len(self.alive), bos_id, np.int64)
-        self.state, self.memory, self.mask = state[self.alive], memory[self.alive], \
-            mask[self.alive]
-        self.shortest_limit = int(self.limits.min()) if len(self.limits) else 0
-        # per step: the sentences it ran, their best token, its log-probability and
-        # attention. Every live sentence has emitted exactly t tokens at step t, so a step
-        # only records; the hypotheses are assembled once at the end.
-        self.steps: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-
-    @property
-    def done(self) -> bool:  # type: ignore[override]
-        return not len(self.alive)
-
-    def inputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        return self.prev, self.state, self.memory, self.mask
-
-    def advance(self, log_probs: np.ndarray, state: np.ndarray, attention: np.ndarray) -> None:
-        best = log_probs.argmax(axis=1)
-        self._take(best, log_probs[np.arange(len(best)), best], state, attention,
-                   bool((best == self.eos_id).any()))
-
-    @classmethod
-    def advance_all(cls, searches: list[Search], log_probs: np.ndarray, state: np.ndarray,
-                    attention: np.ndarray, bounds: list[tuple[int, int, int]]) -> None:
-        # one argmax for every greedy row of the step, then O(1) per search: with many
-        # one-sentence calls per step, per-search array work cost more than the step
-        eos = {s.eos_id for s in searches}  # type: ignore[attr-defined]
-        if len(eos) != 1:
-            return super().advance_all(searches, log_probs, state, attention, bounds)
-        first, last = bounds[0][0], bounds[-1][1]
-        rows = log_probs[first:last]
-        best = rows.argmax(axis=1)
-        best_lp = rows[np.arange(len(best)), best]
-        ends = np.array([end - first for _, end, _ in bounds])
-        ended = set(np.searchsorted(ends, np.flatnonzero(best == eos.pop()),
-                                    side="right").tolist())
-        for i, (search, (start, end, width)) in enumerate(zip(searches, bounds, strict=True)):
-            a, b = start - first, end - first
-            search._take(best[a:b], best_lp[a:b], state[start:end],  # type: ignore[attr-defined]
-                         attention[start:end, :width], i in ended)
-
-    def _take(self, best: np.ndarray, best_lp: np.ndarray, state: np.ndarray,
-              attention: np.ndarray, any_ended: bool) -> None:
-        """One step's best tokens for this search's rows; any_ended: one of them is EOS."""
-        self.steps.append((self.alive, best, best_lp, attention))
-        if not any_ended and self.shortest_limit > len(self.steps):
-            # the usual case: nothing to drop, so no copy of the memory
-            self.prev, self.state = best, state
-            return
-        keep = (best != self.eos_id) & (self.limits > len(self.steps))
-        self.alive, self.prev, self.limits = self.alive[keep], best[keep], self.limits[keep]
-        self.state, self.memory, self.mask = state[keep], self.memory[keep], self.mask[keep]
-        self.shortest_limit = int(self.limits.min()) if len(self.limits) else 0
-        self.rows_version += 1
-
-    def hypotheses(self) -> list[Hypothesis]:
-        return _greedy_hypotheses(self.steps, self.batch, self.source_len, self.eos_id)
-
-
-def _greedy_hypotheses(steps: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
-                       batch: int, source_len: int, eos_id: int) -> list[Hypothesis]:
-    # all steps at once: a scheduler finishes one search per call, so a per-step loop of
-    # small array operations here cost more per call than the decoder steps themselves
-    if not steps:  # every sentence had a length limit of 0
-        return [Hypothesis([], [], np.zeros((0, source_len), np.float32), 0.0, False)
-                for _ in range(batch)]
-    rows = np.concatenate([s[0] for s in steps])
-    best = np.concatenate([s[1] for s in steps])
-    best_lp = np.concatenate([s[2] for s in steps])
-    step_attention = np.concatenate([s[3] for s in steps])
-    t = np.repeat(np.arange(len(steps)), [len(s[0]) for s in steps])
-    # summed in step order, in float64, as a running total would be
-    total = np.bincount(rows, weights=best_lp, minlength=batch)
-    emit = best != eos_id
-    finished = np.zeros(batch, bool)
-    finished[rows[~emit]] = True
-    rows, t = rows[emit], t[emit]
-    # a sentence runs until it ends, so it emitted at steps 0 .. n - 1
-    lengths = np.bincount(rows, minlength=batch)
-    tokens = np.zeros((batch, len(steps)), np.int64)
-    log_probs = np.zeros((batch, len(steps)), np.float32)
-    attention = np.zeros((batch, len(steps), source_len), np.float32)
-    tokens[rows, t] = best[emit]
-    log_probs[rows, t] = best_lp[emit]
-    attention[rows, t] = step_attention[emit]
-    return [Hypothesis(tokens[b, :n].tolist(), log_probs[b, :n].tolist(),
-                       attention[b, :n].copy(), float(total[b]), bool(finished[b]))
-            for b, n in enumerate(lengths.tolist())]
 
 
 class BeamSearch(Search):
@@ -200,6 +118,7 @@ class BeamSearch(Search):
                  eos_id: int, max_lengths: np.ndarray, beam_size: int,
                  length_penalty_alpha: float = 0.0) -> None:
         batch, self.source_len = mask.shape
+        self.rows_version = new_rows_version()
         k = self.k = beam_size
         self.eos_id, self.alpha = eos_id, length_penalty_alpha
         self.max_lengths = max_lengths = np.asarray(max_lengths, dtype=np.int64)
@@ -278,7 +197,7 @@ class BeamSearch(Search):
             self.state, self.memory, self.mask = state[keep_rows], self.memory[keep_rows], \
                 self.mask[keep_rows]
             history.keep(keep_rows)
-            self.rows_version += 1
+            self.rows_version = new_rows_version()
         else:
             self.scores, self.prev, self.state = scores, token, state
 

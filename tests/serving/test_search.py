@@ -7,7 +7,8 @@ import pytest
 
 from serving.decoding import beam_search, greedy_decode
 from serving.decoding.encoder_decoder import Encoded
-from serving.decoding.search import GreedySearch, length_penalty
+from serving.decoding.greedy import GreedySearch
+from serving.decoding.search import length_penalty
 
 BOS, EOS, VOCAB, SOURCE = 0, 1, 5, 4
 
@@ -27,7 +28,7 @@ class MarkovDecoder:
         bias = memory[:, 0, 0][:, None] * 0.3 * np.sin(state[:, :1] + np.arange(VOCAB))
         log_probs = self.table[prev] + bias
         log_probs -= np.log(np.exp(log_probs).sum(1, keepdims=True))
-        scores = np.where(mask, self.attention_logits[prev], -np.inf)
+        scores = np.where(mask, self.attention_logits[prev, :mask.shape[1]], -np.inf)
         attention = np.exp(scores - scores.max(1, keepdims=True))
         attention /= attention.sum(1, keepdims=True)
         return log_probs.astype(np.float32), state + 1, attention.astype(np.float32)
@@ -129,30 +130,47 @@ def _hypothesis_fields(hypotheses):
             for h in hypotheses]
 
 
-def test_greedy_searches_advanced_together_end_as_each_alone():
-    """A step batch advances all its greedy searches with one argmax (advance_all); each
-    must end exactly as it does stepped alone, its sentences ending at different steps (one
-    of them at once: a length limit of 0)."""
+def test_greedy_searches_sharing_one_batch_of_rows_end_as_each_alone():
+    """A step scheduler's greedy calls share one batch of rows, joining it between steps and
+    leaving it as their sentences end (at different steps; one at once: a length limit of
+    0); each must end exactly as it does stepped alone, though its rows move in the batch
+    and its memory is padded to the widest source."""
     decoder = MarkovDecoder(2)
     calls = []
-    for i, limits in enumerate([np.array([3, 6]), np.array([0, 5, 1]), np.array([8])]):
-        state, memory, mask = inputs(len(limits), lengths=[4 - i] * len(limits))
-        calls.append((state, memory + i, mask, limits))
+    for i, limits in enumerate([np.array([3, 6]), np.array([0, 5, 1]), np.array([8]),
+                                np.array([2, 7, 4, 1])]):
+        width = 4 - i  # sources of different widths share the batch through padding
+        state, memory, mask = inputs(len(limits), lengths=[width] * len(limits))
+        calls.append((state, memory[:, :width] + i, mask[:, :width], limits))
     alone = [_hypothesis_fields(greedy_decode(decoder, state, memory, mask, BOS, EOS, limits))
              for state, memory, mask, limits in calls]
     together = [GreedySearch(state, memory, mask, BOS, EOS, limits)
                 for state, memory, mask, limits in calls]
+    shared: dict = {}
+    rows = together[0].stepper(shared)
+    steps = 0
     while not all(s.done for s in together):
-        live = [s for s in together if not s.done]
-        parts = [s.inputs() for s in live]
-        log_probs, state, attention = decoder(*(np.concatenate([p[k] for p in parts])
-                                                for k in range(4)))
-        bounds, start = [], 0
-        for p in parts:
-            bounds.append((start, start + len(p[0]), p[3].shape[1]))
-            start += len(p[0])
-        GreedySearch.advance_all(live, log_probs, state, attention, bounds)
+        if steps == 2:  # later calls join a batch whose rows have begun and ended
+            assert all(s.stepper(shared) is rows for s in together[1:])
+        rows.advance(*decoder(*rows.inputs()))
+        steps += 1
     assert [_hypothesis_fields(s.hypotheses()) for s in together] == alone
+    assert not len(rows)
+
+
+def test_a_greedy_search_that_leaves_takes_only_its_rows():
+    decoder = MarkovDecoder(5)
+    calls = [inputs(2, lengths=[4, 3]), inputs(3, lengths=[2, 4, 1])]
+    limits = [np.array([9, 9]), np.array([9, 9, 9])]
+    alone = _hypothesis_fields(greedy_decode(decoder, *calls[1], BOS, EOS, limits[1]))
+    searches = [GreedySearch(*c, BOS, EOS, n) for c, n in zip(calls, limits, strict=True)]
+    shared: dict = {}
+    rows = [s.stepper(shared) for s in searches][0]
+    rows.advance(*decoder(*rows.inputs()))
+    searches[0].leave()
+    while not searches[1].done:
+        rows.advance(*decoder(*rows.inputs()))
+    assert _hypothesis_fields(searches[1].hypotheses()) == alone and not len(rows)
 
 
 def test_calls_encoded_together_split_back_to_their_own_widths():

@@ -9,8 +9,9 @@ import threading
 import numpy as np
 import pytest
 
+from serving.decoding.greedy import GreedySearch
 from serving.decoding.scheduler import StepScheduler
-from serving.decoding.search import GreedySearch, Hypothesis, Search
+from serving.decoding.search import Hypothesis, Search
 from serving.execution import InferencePool
 
 BOS, EOS, VOCAB, SOURCE = 0, 1, 6, 3
