@@ -3,9 +3,10 @@ longest source at beam 64 (200 steps each) back to back, while a seventh measure
 greedy Translate calls and one-image Classify calls (issue 15's scenario). Measured with
 iteration-level batching (--decode-batching step: calls join and leave the step batch between
 decoder steps) and without it (merge: whole decodes), side by side on the same models; then
-the throughput of 32 concurrent one-sentence callers in both modes, both servers up at once and
-rounds interleaved: this machine's throughput drifts by 15% within minutes, so one run per
-mode could not tell a 10% difference, and `vs_merge` is the median of the rounds' ratios."""
+the throughput of 32 concurrent one-sentence callers in both modes, with identical sentences
+and with sentences of 5-35 steps, both servers up at once and rounds interleaved: this
+machine's throughput drifts by 15% within minutes, so one run per mode could not tell a 10%
+difference, and `vs_merge` is the median of the rounds' ratios."""
 
 from __future__ import annotations
 
@@ -40,24 +41,37 @@ def run(quick: bool = False, seconds: float | None = None,
     return rows
 
 
+# the 32 callers' calls: identical sentences (merge's best case: a merged decode's sentences
+# all end at its last step) and sentences whose lengths differ from call to call
+CALLER_SENTENCES = {"identical": "translate", "5-35 steps": "translate-mixed"}
+
+
 def _callers(repository: Path, seconds: float, rounds: int) -> list[dict[str, Any]]:
-    """32 one-sentence callers per mode, `seconds` per mode split over interleaved rounds; each
-    mode's row is its median round."""
+    """32 one-sentence callers per mode and kind of sentences, `seconds` per mode split over
+    interleaved rounds; each mode's row is its median round."""
+    rows = []
     with ExitStack() as servers:
         targets = {mode: servers.enter_context(
             running_server(repository, "--decode-batching", mode)) for mode in MODES}
         for target in targets.values():  # sessions and connections warm
             generate_load(target, "bench-translate", "translate", 32, 1.0)
-        measured: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
-        for _ in range(rounds):
-            for mode, target in targets.items():
-                measured[mode].append(generate_load(target, "bench-translate", "translate", 32,
-                                                    seconds / rounds))
+        for sentences, api in CALLER_SENTENCES.items():
+            measured: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+            for _ in range(rounds):
+                for mode, target in targets.items():
+                    measured[mode].append(generate_load(target, "bench-translate", api, 32,
+                                                        seconds / rounds))
+            rows += _median_rounds(measured, sentences)
+    return rows
+
+
+def _median_rounds(measured: dict[str, list[dict[str, Any]]],
+                   sentences: str) -> list[dict[str, Any]]:
     rows = []
     for mode in MODES:
         ordered = sorted(measured[mode], key=lambda r: r["throughput_rps"])
-        rows.append({"benchmark": "translate_32_callers", "decode_batching": mode,
-                     **ordered[len(ordered) // 2],
+        rows.append({"benchmark": "translate_32_callers", "sentences": sentences,
+                     "decode_batching": mode, **ordered[len(ordered) // 2],
                      "rounds_rps": [r["throughput_rps"] for r in measured[mode]]})
     ratios = [s["throughput_rps"] / m["throughput_rps"]
               for s, m in zip(measured["step"], measured["merge"], strict=True)

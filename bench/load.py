@@ -11,6 +11,7 @@ process is not the ceiling of what is measured.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import subprocess
 import sys
@@ -29,8 +30,8 @@ from serving.api.generated.smallserve.v1 import model_service_pb2_grpc as api_gr
 from serving.client.messages import classify_request, translate_request
 from serving.oip.tensors import encode_bytes_tensor
 
-APIS = ("smallserve", "oip", "rest", "health", "translate", "translate-short", "translate-flood",
-        "oip-translate", "oip-translate-rows")
+APIS = ("smallserve", "oip", "rest", "health", "translate", "translate-mixed", "translate-short",
+        "translate-flood", "oip-translate", "oip-translate-rows")
 # translate: one made-up sentence per call (unknown words are still pieces to encode), greedy,
 # this many steps: the bench models never end a sentence early (bench.models)
 TRANSLATE_TEXT = "kelo mira tansu ferbo lin adaro"
@@ -40,6 +41,10 @@ TRANSLATE_STEPS = 20
 TRANSLATE_CALLS = {"translate": (TRANSLATE_TEXT, 1, TRANSLATE_STEPS),
                    "translate-short": ("kelo", 1, 4),
                    "translate-flood": (" ".join([TRANSLATE_TEXT] * 16), 64, 200)}
+# translate-mixed: one sentence per call as `translate`, but of lengths that differ from call to
+# call as a user's sentences do (1-11 words in, 5-35 steps out, 20 steps on average as
+# `translate`), taken in turn
+TRANSLATE_MIXED_STEPS = (5, 35, 12, 28, 20, 8, 32, 16, 24)
 # the `translate` call as an Open Inference Protocol ModelInfer: the text tensor as this server
 # takes it ([1]) or as Triton's form of the model does ([1, 1]: one text per batch row)
 OIP_TRANSLATE_SHAPES = {"oip-translate": [1], "oip-translate-rows": [1, 1]}
@@ -59,6 +64,13 @@ def request_maker(api: str, model: str, channel: grpc.aio.Channel) -> Any:
         text, beam, steps = TRANSLATE_CALLS[api]
         sentence = translate_request(model, [text], 0, beam, steps)
         return lambda: translator.Translate(sentence, timeout=300)
+    if api == "translate-mixed":
+        translator = api_grpc.ModelServiceStub(channel)
+        words = TRANSLATE_TEXT.split() * 6
+        sentences = itertools.cycle([translate_request(model, [" ".join(words[:steps // 3])], 0,
+                                                       1, steps)
+                                     for steps in TRANSLATE_MIXED_STEPS])
+        return lambda: translator.Translate(next(sentences), timeout=300)
     if api in OIP_TRANSLATE_SHAPES:
         return oip_translate_maker(model, channel, OIP_TRANSLATE_SHAPES[api])
     method, request = image_call(api, model)

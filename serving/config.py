@@ -75,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="NAME=LIST", help="providers for one model, e.g. mnist=cpu "
                                              "(repeatable); beats the model's manifest")
     p.add_argument("--intra-op-threads", type=int, default=int(_env("intra_op_threads", "0")),
-                   help="onnxruntime threads inside one operator (0: one per core)")
+                   help="onnxruntime threads inside one operator (0: by the model's graphs: "
+                        "one for encoder-decoders, whose operators are too small to share, "
+                        "one per core for classifiers and taggers)")
     p.add_argument("--inter-op-threads", type=int, default=int(_env("inter_op_threads", "0")),
                    help="onnxruntime threads across operators (0: default)")
     p.add_argument("--ort-spinning", choices=["auto", "on", "off"],
@@ -171,11 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
                           help="runs of one model at once")
     scale = p.add_argument_group(
         "using every core", "Python gRPC serves from one core per process; --processes N starts "
-        "N worker processes sharing the port (SO_REUSEPORT), each with cores/N onnxruntime "
-        "threads unless --intra-op-threads is set, and worker i serving metrics on "
-        "--metrics-port + i.")
+        "N worker processes sharing the port (SO_REUSEPORT), each with cores/N for the "
+        "onnxruntime threads of classifiers and taggers unless --intra-op-threads is set, and "
+        "worker i serving metrics on --metrics-port + i.")
     scale.add_argument("--processes", type=int, default=int(_env("processes", "1")),
                        help="worker processes sharing the gRPC port")
+    # the supervisor tells each worker its cores; not a user's flag
+    scale.add_argument("--core-share", type=int, default=0, help=argparse.SUPPRESS)
     scale.add_argument("--reuse-port", choices=["on", "off"], default=_env("reuse_port", "off"),
                        help="let several servers bind the port (set for each worker)")
     p.add_argument("--metrics-port", type=int, default=int(_env("metrics_port", "8002")),
@@ -216,6 +220,7 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
                               intra_op_threads=args.intra_op_threads,
                               inter_op_threads=args.inter_op_threads,
                               allow_spinning={"on": True, "off": False}.get(args.ort_spinning),
+                              core_share=max(0, args.core_share),
                               model_providers=model_providers or None),
         workers=args.workers, inline_below_us=max(0, args.inline_below_us),
         event_loop=args.event_loop,

@@ -34,9 +34,8 @@ POLL_SECONDS = 0.2
 
 def worker_command(argv: list[str], config: ServerConfig, index: int) -> list[str]:
     extra = ["--processes", "1", "--reuse-port", "on"]
-    if config.session.intra_op_threads == 0:
-        share = max(1, (os.cpu_count() or 1) // config.processes)
-        extra += ["--intra-op-threads", str(share)]
+    share = max(1, (os.cpu_count() or 1) // config.processes)
+    extra += ["--core-share", str(share)]
     metrics_port = config.metrics_port + index if config.metrics_port else 0
     extra += ["--metrics-port", str(metrics_port)]
     return [sys.executable, "-m", "serving", *argv, *extra]  # later flags win in argparse

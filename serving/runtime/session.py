@@ -18,12 +18,15 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class SessionConfig:
     providers: list[str] | None = None  # None: choose automatically
-    intra_op_threads: int = 0  # 0: onnxruntime's default (one per core)
+    intra_op_threads: int = 0  # 0: the runner decides by the shape of its graphs (Runner.threads)
     inter_op_threads: int = 0
     model_providers: dict[str, list[str]] | None = None  # per-model override by name
     # Whether onnxruntime's pool threads busy-wait for work; None: the runner decides by the
     # shape of its graphs (see Runner.spinning).
     allow_spinning: bool | None = None
+    # the cores this process's onnxruntime threads may take where the runner leaves it to
+    # onnxruntime (0: all of them; the supervisor gives each worker process its share)
+    core_share: int = 0
 
 
 SessionFactory = Callable[..., Any]

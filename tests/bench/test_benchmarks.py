@@ -119,8 +119,10 @@ def test_hostile_load_step_vs_merge(request: pytest.FixtureRequest,
     step = [r for r in flooded if r["decode_batching"] == "step"]
     assert all(r.get("errors") == 0 for r in step), step
     callers = [r for r in rows if r["benchmark"] == "translate_32_callers"]
-    assert [r["decode_batching"] for r in callers] == ["step", "merge"]
-    assert callers[0]["vs_merge"] > 0
+    assert [(r["sentences"], r["decode_batching"]) for r in callers] == [
+        (s, m) for s in ("identical", "5-35 steps") for m in ("step", "merge")]
+    assert all(r["errors"] == 0 for r in callers)
+    assert callers[0]["vs_merge"] > 0 and callers[2]["vs_merge"] > 0
 
 
 def test_per_call_cost_beside_the_grpc_floor() -> None:

@@ -1,5 +1,8 @@
-"""onnxruntime thread spinning: off for single-graph models, on for decoder steps, unless the
-server's --ort-spinning says otherwise."""
+"""onnxruntime threads: spinning off for single-graph models and on for decoder steps, one
+thread for encoder-decoders and one per core (of a worker's share) for the others, unless the
+server's flags say otherwise."""
+
+import os
 
 import pytest
 
@@ -7,6 +10,7 @@ from serving.config import parse_config
 from serving.runners import load_runner
 from serving.runtime import session as session_module
 from serving.runtime.session import SessionConfig, session_options
+from serving.supervisor import worker_command
 from tests.serving.synthetic import publish_classifier
 from tests.serving.synthetic_seq2seq import publish_translator
 
@@ -42,3 +46,28 @@ def test_runners_choose_spinning_by_graph_shape_unless_told(tmp_path, monkeypatc
     config = parse_config(["--ort-spinning", flag]).session
     assert spinning_of(publish_classifier(tmp_path, "c"), config, monkeypatch) == classifier
     assert spinning_of(publish_translator(tmp_path), config, monkeypatch) == translator
+
+
+def threads_of(version, config):
+    runner = load_runner(version, config)
+    return {s.get_session_options().intra_op_num_threads for s in runner.sessions.values()}
+
+
+@pytest.mark.parametrize(("flags", "classifier", "translator"), [
+    ([], {0}, {1}),  # 0: onnxruntime's own, one per core
+    (["--core-share", "3"], {3}, {1}),  # a worker of --processes: its share of the cores
+    (["--intra-op-threads", "2", "--core-share", "3"], {2}, {2})])
+def test_runners_choose_threads_by_graph_shape_unless_told(tmp_path, flags, classifier,
+                                                           translator):
+    config = parse_config(flags).session
+    assert threads_of(publish_classifier(tmp_path, "c"), config) == classifier
+    assert threads_of(publish_translator(tmp_path), config) == translator
+
+
+def test_each_worker_is_told_its_share_of_the_cores(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    argv = ["--repository", "r", "--processes", "2"]
+    command = worker_command(argv, parse_config(argv), 0)
+    worker = parse_config(command[command.index("serving") + 1:])
+    assert worker.processes == 1 and worker.session.core_share == 4
+    assert worker.session.intra_op_threads == 0  # the runners still decide by their graphs
