@@ -168,6 +168,9 @@ class StepScheduler:
     def _admit(self) -> bool:
         """Take pending calls into the step batch, round-robin by caller, within the row
         budget; encode each. False when nothing runs or waits any more (the loop ends)."""
+        if self._active and not self._pending:
+            # most steps: nothing arrived (a call appended meanwhile joins at the next step)
+            return True
         admitted = []
         with self._lock:
             rows = sum(c.rows for c in self._active)
@@ -201,7 +204,8 @@ class StepScheduler:
                 # idle: the shared rows' arrays (sized for the largest call) are let go
                 self._shared, self._memory = {}, None
                 return False
-        starting = [call for call in admitted if not self._gone(call)]
+        now_s, closing = time.monotonic(), self.pool.closing
+        starting = [call for call in admitted if not self._gone(call, now_s, closing)]
         now = time.perf_counter_ns()
         for call in starting:
             call.started_ns = now
@@ -231,12 +235,12 @@ class StepScheduler:
             room += self.config.small_call_rows
         return rows + call.rows <= room or (not rows and first)
 
-    def _gone(self, call: _Call) -> bool:
+    def _gone(self, call: _Call, now: float, closing: bool) -> bool:
         """Resolve and report calls nobody waits for (their rows are dropped)."""
-        if call.abandoned.is_set() or self.pool.closing:
+        if call.abandoned.is_set() or closing:
             call.resolve(error=Abandoned("every caller of this work is gone"))
             return True
-        if call.deadline is not None and time.monotonic() >= call.deadline:
+        if call.deadline is not None and now >= call.deadline:
             call.resolve(error=DeadlineExceeded("the deadline passed while the call was "
                                                 "decoding"))
             return True
@@ -244,8 +248,9 @@ class StepScheduler:
 
     def _drop_gone(self) -> None:
         still = []
+        now, closing = time.monotonic(), self.pool.closing  # once per step, not per call
         for call in self._active:
-            if not self._gone(call):
+            if not self._gone(call, now, closing):
                 still.append(call)
             elif call.search is not None:
                 call.search.leave()
