@@ -75,9 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="NAME=LIST", help="providers for one model, e.g. mnist=cpu "
                                              "(repeatable); beats the model's manifest")
     p.add_argument("--intra-op-threads", type=int, default=int(_env("intra_op_threads", "0")),
-                   help="onnxruntime threads inside one operator (0: by the model's graphs: "
-                        "one for encoder-decoders, whose operators are too small to share, "
-                        "one per core for classifiers and taggers)")
+                   help="onnxruntime threads inside one operator (0: by each graph: one "
+                        "for decoder steps and recurrent encoders, whose operators are too "
+                        "small to share, one per core for classifiers, taggers and CNN "
+                        "encoders)")
     p.add_argument("--inter-op-threads", type=int, default=int(_env("inter_op_threads", "0")),
                    help="onnxruntime threads across operators (0: default)")
     p.add_argument("--ort-spinning", choices=["auto", "on", "off"],
@@ -174,8 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     scale = p.add_argument_group(
         "using every core", "Python gRPC serves from one core per process; --processes N starts "
         "N worker processes sharing the port (SO_REUSEPORT), each with cores/N for the "
-        "onnxruntime threads of classifiers and taggers unless --intra-op-threads is set, and "
-        "worker i serving metrics on --metrics-port + i.")
+        "onnxruntime threads of graphs of a few large operators unless --intra-op-threads is "
+        "set, and worker i serving metrics on --metrics-port + i.")
     scale.add_argument("--processes", type=int, default=int(_env("processes", "1")),
                        help="worker processes sharing the gRPC port")
     # the supervisor tells each worker its cores; not a user's flag

@@ -43,9 +43,9 @@ class Runner:
     # from the gRPC threads (measured on two cores, 32 concurrent classify calls: 2.1 vs 1.2
     # ms of CPU per call, same p50).
     spinning: ClassVar[bool] = False
-    # onnxruntime threads per operator unless the server's flag says otherwise; 0: one per
-    # core of the process's share (SessionConfig.core_share)
-    threads: ClassVar[int] = 0
+    # onnxruntime threads per operator of each graph (by role) unless the server's flag says
+    # otherwise; a role not named: one per core of the process's share (SessionConfig.core_share)
+    threads: ClassVar[dict[str, int]] = {}
 
     def __init__(self, manifest: Manifest, version_dir: Path, config: SessionConfig) -> None:
         self.manifest = manifest
@@ -56,10 +56,10 @@ class Runner:
         self.providers: list[str] = []
         if config.allow_spinning is None:
             config = replace(config, allow_spinning=self.spinning)
-        if not config.intra_op_threads:
-            config = replace(config, intra_op_threads=self.threads or config.core_share)
         for role, filename in manifest.graphs.items():
-            session, active = create_session(version_dir / filename, requested, config)
+            threads = config.intra_op_threads or self.threads.get(role) or config.core_share
+            session, active = create_session(version_dir / filename, requested,
+                                             replace(config, intra_op_threads=threads))
             self.sessions[role] = session
             self.providers = active
         self.stats = RunnerStats(manifest.name)

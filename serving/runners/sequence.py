@@ -25,13 +25,14 @@ class SequenceRunner(Runner):
     # of them wakes the pool's threads (measured, two threads on two busy cores: a 20-step
     # greedy decode of one sentence took 75 ms without spinning, 33 ms with it)
     spinning = True
-    # and one thread beats any pool for them: operators this small gain less from a second
-    # thread than handing work to it costs (the real-data translator on two cores: a decoder
-    # step of one row took 0.11 ms on one thread, 0.17 ms on two spinning ones; under 32
-    # one-sentence callers the server spent 1.9 ms of CPU per call instead of 3.7 and served
-    # ~25% more). Only an idle machine stepping 128 rows ran faster on two (3.8 vs 5.0 ms, at
-    # twice the CPU): --intra-op-threads sets it
-    threads = 1
+    # and one thread beats any pool for a decoder step, and for an encoder of recurrent
+    # steps: operators this small gain less from a second thread than handing work to it
+    # costs (the real-data translator on two cores: a decoder step of one row took 0.11 ms on
+    # one thread, 0.17 ms on two spinning ones; under 32 one-sentence callers the server spent
+    # 1.9 ms of CPU per call instead of 3.7 and served ~25% more). Only an idle machine
+    # stepping 128 rows ran faster on two (3.8 vs 5.0 ms, at twice the CPU): --intra-op-threads
+    # sets it
+    threads = {ENCODER: 1, DECODER_STEP: 1}
 
     def __init__(self, manifest: Manifest, version_dir: Path, config: SessionConfig) -> None:
         super().__init__(manifest, version_dir, config)

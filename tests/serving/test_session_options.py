@@ -12,7 +12,7 @@ from serving.runtime import session as session_module
 from serving.runtime.session import SessionConfig, session_options
 from serving.supervisor import worker_command
 from tests.serving.synthetic import publish_classifier
-from tests.serving.synthetic_seq2seq import publish_translator
+from tests.serving.synthetic_seq2seq import publish_captioner, publish_translator
 
 SPIN = "session.intra_op.allow_spinning"
 
@@ -50,18 +50,29 @@ def test_runners_choose_spinning_by_graph_shape_unless_told(tmp_path, monkeypatc
 
 def threads_of(version, config):
     runner = load_runner(version, config)
-    return {s.get_session_options().intra_op_num_threads for s in runner.sessions.values()}
+    return {role: s.get_session_options().intra_op_num_threads
+            for role, s in runner.sessions.items()}
 
 
-@pytest.mark.parametrize(("flags", "classifier", "translator"), [
-    ([], {0}, {1}),  # 0: onnxruntime's own, one per core
-    (["--core-share", "3"], {3}, {1}),  # a worker of --processes: its share of the cores
-    (["--intra-op-threads", "2", "--core-share", "3"], {2}, {2})])
-def test_runners_choose_threads_by_graph_shape_unless_told(tmp_path, flags, classifier,
-                                                           translator):
+@pytest.mark.parametrize(("flags", "share"), [
+    ([], 0),  # 0: onnxruntime's own, one per core
+    (["--core-share", "3"], 3)])  # a worker of --processes: its share of the cores
+def test_runners_choose_threads_by_graph_shape(tmp_path, flags, share):
     config = parse_config(flags).session
-    assert threads_of(publish_classifier(tmp_path, "c"), config) == classifier
-    assert threads_of(publish_translator(tmp_path), config) == translator
+    assert threads_of(publish_classifier(tmp_path, "c"), config) == {"model": share}
+    # a translator's recurrent encoder and decoder step: operators too small to share
+    assert threads_of(publish_translator(tmp_path), config) == {"encoder": 1,
+                                                               "decoder_step": 1}
+    # a captioner's CNN encoder is a few large operators, as a classifier is
+    assert threads_of(publish_captioner(tmp_path), config) == {"encoder": share,
+                                                              "decoder_step": 1}
+
+
+def test_the_threads_flag_beats_the_graphs(tmp_path):
+    config = parse_config(["--intra-op-threads", "2", "--core-share", "3"]).session
+    for version in (publish_classifier(tmp_path, "c"), publish_translator(tmp_path),
+                    publish_captioner(tmp_path)):
+        assert set(threads_of(version, config).values()) == {2}
 
 
 def test_each_worker_is_told_its_share_of_the_cores(monkeypatch):
