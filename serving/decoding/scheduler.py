@@ -148,7 +148,7 @@ class StepScheduler:
     def _run(self) -> None:
         try:
             while self._admit() or self._active:
-                self._drop_gone()
+                self._active = self._still_waited_for(self._active)
                 if self._active:
                     self._step()
                     self._release_ended()
@@ -204,8 +204,7 @@ class StepScheduler:
                 # idle: the shared rows' arrays (sized for the largest call) are let go
                 self._shared, self._memory = {}, None
                 return False
-        now_s, closing = time.monotonic(), self.pool.closing
-        starting = [call for call in admitted if not self._gone(call, now_s, closing)]
+        starting = self._still_waited_for(admitted)
         now = time.perf_counter_ns()
         for call in starting:
             call.started_ns = now
@@ -246,15 +245,16 @@ class StepScheduler:
             return True
         return False
 
-    def _drop_gone(self) -> None:
+    def _still_waited_for(self, calls: list[_Call]) -> list[_Call]:
+        """The calls somebody still waits for; the others are resolved and their rows leave."""
         still = []
         now, closing = time.monotonic(), self.pool.closing  # once per step, not per call
-        for call in self._active:
+        for call in calls:
             if not self._gone(call, now, closing):
                 still.append(call)
             elif call.search is not None:
                 call.search.leave()
-        self._active = still
+        return still
 
     def _step(self) -> None:
         # one stepper per search, or one for all the searches that share a batch of rows

@@ -1,6 +1,7 @@
-"""onnxruntime threads: spinning off for single-graph models and on for decoder steps, one
-thread for encoder-decoders and one per core (of a worker's share) for the others, unless the
-server's flags say otherwise."""
+"""onnxruntime threads: spinning off for single-graph models and on for decoder steps; one
+thread for decoder steps and recurrent encoders and one per core (of a worker's share) for
+graphs of a few large operators (classifiers, CNN encoders), unless the server's flags say
+otherwise."""
 
 import os
 
