@@ -215,6 +215,9 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
                  "max_loaded_versions"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1")
+    for flag in ("intra_op_threads", "inter_op_threads"):  # 0: decided for the operator
+        if getattr(args, flag) < 0:
+            parser.error(f"--{flag.replace('_', '-')} must be at least 0")
     return ServerConfig(
         repository=Path(args.repository), host=args.host, port=args.port,
         session=SessionConfig(providers=parse_provider_list(args.providers),

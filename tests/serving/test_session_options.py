@@ -83,3 +83,11 @@ def test_each_worker_is_told_its_share_of_the_cores(monkeypatch):
     worker = parse_config(command[command.index("serving") + 1:])
     assert worker.processes == 1 and worker.session.core_share == 4
     assert worker.session.intra_op_threads == 0  # the runners still decide by their graphs
+
+
+@pytest.mark.parametrize("flag", ["--intra-op-threads", "--inter-op-threads"])
+def test_a_negative_thread_count_is_refused_at_start(flag, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parse_config([flag, "-1"])
+    assert exit_.value.code == 2
+    assert f"{flag} must be at least 0" in capsys.readouterr().err
