@@ -105,47 +105,75 @@ class GreedyRows:
         self.log_probs = np.zeros((0, 0), np.float32)
         self.attention = np.zeros((0, 0, 0), np.float32)
         self.total = np.zeros(0, np.float64)  # summed in step order, as a running total is
+        self.joining: list[GreedySearch] = []  # searches that joined since the last step
+        self.ended: list[GreedySearch] = []  # searches whose sentences all ended, untaken
 
     def __len__(self) -> int:
-        return self.n
+        return self.n + sum(len(search.start[0]) for search in self.joining
+                            if search.start is not None)
 
     def inputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        if self.joining:
+            self._add_joining()
         assert self.state is not None and self.memory is not None
         return self.prev, self.state, self.memory[:self.n], self.mask[:self.n]
 
     def join(self, search: GreedySearch) -> None:
-        """The search's live sentences join as rows of the next step."""
+        """The search's live sentences join as rows of the next step. The searches that join
+        between two steps are added to the arrays together, when the step asks for its
+        inputs: one concatenation per array for all of them, not one per search."""
         assert search.start is not None and search.rows is None, "a search joins once"
-        live, state, memory, mask, limits = search.start
-        search.start, search.rows = None, self
-        k, width = len(live), mask.shape[1]
-        if not k:
-            return
+        search.rows = self
+        if len(search.start[0]):
+            self.joining.append(search)
+        else:
+            search.start = None
+
+    def _add_joining(self) -> None:
+        joining, self.joining = self.joining, []
+        starts = []
+        for search in joining:
+            assert search.start is not None
+            starts.append(search.start)
+            search.start = None
+        k = sum(len(live) for live, *_ in starts)
+        width = max(mask.shape[1] for *_, mask, _ in starts)
         n = self.n
-        self._fit_rows(n + k, width, memory)
-        self._fit_history(k, int(limits.max()), width)
+        self._fit_rows(n + k, width, starts[0][2])
+        self._fit_history(k, max(int(limits.max()) for *_, limits in starts), width)
         assert self.memory is not None
-        self.memory[n:n + k, :width] = memory
-        self.memory[n:n + k, width:] = 0
-        self.mask[n:n + k, :width] = mask
-        self.mask[n:n + k, width:] = False
-        slots = np.array([self.free.pop() for _ in range(k)], np.int64)
-        for slot, sentence in zip(slots.tolist(), live.tolist(), strict=True):
-            self.owner[slot] = (search, sentence)
-        self.total[slots] = 0.0
+        slots = [self.free.pop() for _ in range(k)]
+        row = n
+        for search, (live, _, memory, mask, _) in zip(joining, starts, strict=True):
+            end, w = row + len(live), mask.shape[1]
+            self.memory[row:end, :w] = memory
+            self.memory[row:end, w:] = 0
+            self.mask[row:end, :w] = mask
+            self.mask[row:end, w:] = False
+            for slot, sentence in zip(slots[row - n:end - n], live.tolist(), strict=True):
+                self.owner[slot] = (search, sentence)
+            row = end
+        slot_ids = np.array(slots, np.int64)
+        self.total[slot_ids] = 0.0
+        states = [state for _, state, *_ in starts]
         self.prev = np.concatenate([self.prev, np.full(k, self.bos_id, np.int64)])
         # a copy even when alone: rows that end are moved within these arrays in place
-        self.state = state.copy() if self.state is None or not n else \
-            np.concatenate([self.state, state])
-        self.limit = np.concatenate([self.limit, limits])
+        self.state = np.concatenate(states if self.state is None or not n else
+                                    [self.state, *states])
+        self.limit = np.concatenate([self.limit, *(limits for *_, limits in starts)])
         self.t = np.concatenate([self.t, np.zeros(k, np.int64)])
-        self.slot = np.concatenate([self.slot, slots])
-        self.width = np.concatenate([self.width, np.full(k, search.source_len, np.int64)])
+        self.slot = np.concatenate([self.slot, slot_ids])
+        self.width = np.concatenate([self.width, np.repeat(
+            [search.source_len for search in joining], [len(live) for live, *_ in starts])])
         self.n = n + k
         self.rows_version = new_rows_version()
 
     def leave(self, search: GreedySearch) -> None:
         """The search's rows leave unfinished (nobody waits for them any more)."""
+        if search in self.joining:
+            self.joining.remove(search)
+            search.start = None
+            return
         gone = np.array([self.owner[s] is not None and self.owner[s][0] is search  # type: ignore[index]
                          for s in self.slot.tolist()], bool)
         for s in self.slot[gone].tolist():
@@ -172,6 +200,10 @@ class GreedyRows:
             self.state = self.state.copy()
         self._remove(ended)
 
+    def take_ended(self) -> list[Search]:
+        ended, self.ended = self.ended, []
+        return ended  # type: ignore[return-value]
+
     def _finish(self, row: int) -> None:
         """The ended row's hypothesis, to its search."""
         s, steps = int(self.slot[row]), int(self.t[row])
@@ -184,6 +216,8 @@ class GreedyRows:
             self.tokens[s, :n].tolist(), self.log_probs[s, :n].tolist(),
             self.attention[s, :n, :search.source_len].copy(), float(self.total[s]), finished)
         search.pending -= 1
+        if not search.pending:
+            self.ended.append(search)
         self._free(s)
 
     def _free(self, slot: int) -> None:

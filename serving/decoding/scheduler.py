@@ -19,6 +19,7 @@ of the step batch's rows.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections import deque
@@ -110,7 +111,10 @@ class StepScheduler:
         self._lock = threading.Lock()
         self._pending: dict[str, deque[_Call]] = {}  # per caller, in arrival order
         self._pending_rows = 0
-        self._active: list[_Call] = []
+        self._active: dict[int, _Call] = {}  # by id() of the call's search
+        self._steppers: list[Stepper] | None = None  # of the active calls; None: to gather
+        self._next_deadline = math.inf  # no active call's deadline is earlier
+        self._abandoned = False  # a call was cancelled since the step loop last looked
         self._running = False
         self._shared: dict[Hashable, Any] = {}  # batches of rows that searches share
         self._memory_key: tuple[int, ...] = ()
@@ -141,6 +145,7 @@ class StepScheduler:
             return await call.future
         except asyncio.CancelledError:
             call.abandoned.set()  # its rows leave the step batch at the next step
+            self._abandoned = True
             raise
 
     # -- the step loop, on one worker of the pool ------------------------------------------
@@ -148,14 +153,15 @@ class StepScheduler:
     def _run(self) -> None:
         try:
             while self._admit() or self._active:
-                self._active = self._still_waited_for(self._active)
+                self._drop_gone()
                 if self._active:
                     self._step()
-                    self._release_ended()
+                    self._release([search for stepper in self._steppers or ()
+                                   for search in stepper.take_ended()])
         except BaseException as e:  # a failed step fails the calls in it, never the server
-            for call in self._active:
+            for call in self._active.values():
                 call.resolve(error=e)
-            self._active = []
+            self._active, self._steppers = {}, None
             self._shared, self._memory = {}, None
             with self._lock:
                 self._running = False
@@ -173,9 +179,9 @@ class StepScheduler:
             return True
         admitted = []
         with self._lock:
-            rows = sum(c.rows for c in self._active)
+            rows = sum(c.rows for c in self._active.values())
             held: dict[str, int] = {}
-            for c in self._active:
+            for c in self._active.values():
                 held[c.caller] = held.get(c.caller, 0) + c.rows
             progress = True
             while progress and self._pending:
@@ -209,22 +215,29 @@ class StepScheduler:
         for call in starting:
             call.started_ns = now
         if starting:
-            self._active += self._begin(starting)
+            self._begin(starting)
         return True
 
-    def _begin(self, calls: list[_Call]) -> list[_Call]:
-        """The calls whose searches started; one whose encoding fails fails alone."""
+    def _begin(self, calls: list[_Call]) -> None:
+        """The calls' searches start and join the step batch; one whose encoding fails fails
+        alone."""
         try:
             searches = self.strategy.begin([call.payload for call in calls])
         except Exception as e:
             if len(calls) == 1:
                 calls[0].resolve(error=e)
-                return []
-            return [started for call in calls for started in self._begin([call])]
+                return
+            for call in calls:
+                self._begin([call])
+            return
         for call, search in zip(calls, searches, strict=True):
             call.search = search
             call.stepper = search.stepper(self._shared)
-        return calls
+            self._active[id(search)] = call
+            if call.deadline is not None:
+                self._next_deadline = min(self._next_deadline, call.deadline)
+        self._steppers = None
+        self._release([search for search in searches if search.done])  # nothing to decode
 
     def _fits(self, call: _Call, rows: int, first: bool) -> bool:
         """Whether the call's rows fit beside `rows` running ones; a call larger than the
@@ -256,14 +269,33 @@ class StepScheduler:
                 call.search.leave()
         return still
 
+    def _drop_gone(self) -> None:
+        """The active calls nobody waits for any more leave; looked for only when one was
+        cancelled, the earliest deadline passed or the server is closing, not at every
+        step."""
+        if not (self._abandoned or time.monotonic() >= self._next_deadline
+                or self.pool.closing):
+            return
+        self._abandoned = False  # before looking: a call cancelled meanwhile is seen next step
+        still = self._still_waited_for(list(self._active.values()))
+        if len(still) < len(self._active):
+            self._active = {id(call.search): call for call in still}
+            self._steppers = None
+        self._next_deadline = min((c.deadline for c in still if c.deadline is not None),
+                                  default=math.inf)
+
     def _step(self) -> None:
-        # one stepper per search, or one for all the searches that share a batch of rows
-        steppers = list({id(c.stepper): c.stepper for c in self._active
-                         if c.stepper is not None and c.search is not None
-                         and not c.search.done}.values())
+        if self._steppers is None:
+            # one stepper per search, or one for all the searches that share a batch of rows
+            self._steppers = list({id(c.stepper): c.stepper for c in self._active.values()
+                                   if c.stepper is not None}.values())
+        steppers, parts = self._steppers, [s.inputs() for s in self._steppers]
+        if not all(len(part[0]) for part in parts):  # a shared batch whose rows all ended
+            kept = [i for i, part in enumerate(parts) if len(part[0])]
+            steppers = self._steppers = [steppers[i] for i in kept]
+            parts = [parts[i] for i in kept]
         if not steppers:
             return
-        parts = [s.inputs() for s in steppers]
         memory, mask = self._padded_memory(tuple(s.rows_version for s in steppers), parts)
         prev = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
         state = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
@@ -298,14 +330,15 @@ class StepScheduler:
             self._memory_key, self._memory = key, (memory, mask)
         return self._memory
 
-    def _release_ended(self) -> None:
-        still = []
+    def _release(self, ended: list[Search]) -> None:
+        """The calls of ended searches get their results."""
+        if not ended:
+            return
         answered: dict[asyncio.AbstractEventLoop, list[tuple[_Call, Any]]] = {}
-        for call in self._active:
-            search = call.search
-            if search is None or not search.done:
-                still.append(call)
-                continue
+        for search in ended:
+            call = self._active.pop(id(search))
+            if call.stepper is search:  # its own rows: they end with it
+                self._steppers = None
             try:
                 result = self.strategy.finish(call.payload, search.hypotheses())
             except Exception as e:
@@ -314,8 +347,6 @@ class StepScheduler:
             now = time.perf_counter_ns()
             answered.setdefault(call.loop, []).append(
                 (call, (result, call.started_ns - call.enqueued_ns, now - call.started_ns)))
-        self._active = still
         # one wake-up of each event loop for all the calls a step ended, not one per call
         for loop, calls in answered.items():
             loop.call_soon_threadsafe(_settle_all, calls)
-

@@ -57,6 +57,10 @@ class Stepper(Protocol):
     def advance(self, log_probs: np.ndarray, state: np.ndarray,
                 attention: np.ndarray) -> None: ...
 
+    def take_ended(self) -> list[Search]:
+        """The searches among its rows' that ended since it was last asked: a scheduler
+        releases them without looking at every search it runs after every step."""
+
 
 class Search:
     """One decode in progress, driven one decoder step at a time by whoever owns the step
@@ -88,6 +92,10 @@ class Search:
 
     def leave(self) -> None:
         """Its rows leave the step batch unfinished (nobody waits for them any more)."""
+
+    def take_ended(self) -> list[Search]:
+        """Stepping its own rows: itself once it is done (Stepper.take_ended)."""
+        return [self] if self.done else []
 
 
 def run_search(search: Search, step: StepFn) -> list[Hypothesis]:

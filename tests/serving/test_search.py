@@ -183,3 +183,23 @@ def test_calls_encoded_together_split_back_to_their_own_widths():
     assert [p.state[:, 0].tolist() for p in parts] == [[0.0], [1.0, 2.0], [3.0, 4.0]]
     np.testing.assert_array_equal(parts[1].memory, memory[1:3])
     assert parts[2].mask.all()
+
+
+def test_a_greedy_search_that_leaves_before_its_first_step_takes_no_rows():
+    """Searches that join between two steps are added to the batch together at the next
+    step; one that leaves before then must take nothing, and the others end as alone."""
+    decoder = MarkovDecoder(3)
+    calls = [inputs(2, lengths=[4, 3]), inputs(1, lengths=[2]), inputs(2, lengths=[1, 4])]
+    limits = [np.array([6, 4]), np.array([5]), np.array([3, 7])]
+    alone = [_hypothesis_fields(greedy_decode(decoder, *c, BOS, EOS, n))
+             for c, n in zip(calls, limits, strict=True)]
+    searches = [GreedySearch(*c, BOS, EOS, n) for c, n in zip(calls, limits, strict=True)]
+    shared: dict = {}
+    rows = [s.stepper(shared) for s in searches][0]
+    assert len(rows) == 5
+    searches[1].leave()
+    assert len(rows) == 4
+    while not (searches[0].done and searches[2].done):
+        rows.advance(*decoder(*rows.inputs()))
+    assert [_hypothesis_fields(searches[i].hypotheses()) for i in (0, 2)] == [alone[0], alone[2]]
+    assert not len(rows) and not searches[1].done

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from serving.decoding.greedy import GreedySearch
 from serving.decoding.scheduler import StepScheduler
 from serving.decoding.search import Hypothesis, Search
+from serving.errors import DeadlineExceeded
 from serving.execution import InferencePool
 
 BOS, EOS, VOCAB, SOURCE = 0, 1, 6, 3
@@ -98,3 +100,68 @@ def test_calls_begun_together_get_what_each_gets_alone(lengths):
     finally:
         pool.executor.shutdown(wait=True)
     assert [r[0] for r in together] == [r[0] for r in alone] == [[2] * p for p in lengths]
+
+
+class NothingToDecodeForZero(Strategy):
+    """As Strategy, but a call 0 has a length limit of 0: its search is done at once."""
+
+    def begin(self, payloads: list[int]) -> list[Search]:
+        searches = super().begin([max(p, 1) for p in payloads])
+        return [GreedySearch(np.zeros((1, 1), np.float32), np.zeros((1, SOURCE, 1), np.float32),
+                             np.ones((1, SOURCE), bool), BOS, EOS, np.array([0]))
+                if p == 0 else search for p, search in zip(payloads, searches, strict=True)]
+
+
+class SlowSteps(Strategy):
+    def step(self, prev, state, memory, mask):
+        time.sleep(0.002)
+        return super().step(prev, state, memory, mask)
+
+
+def test_a_call_with_nothing_to_decode_is_answered_at_admission_beside_others():
+    pool = InferencePool(1)
+    scheduler = StepScheduler("m", NothingToDecodeForZero(), pool, Counting())
+
+    async def scenario():
+        return await asyncio.gather(*(scheduler.submit(p, None, caller=str(p))
+                                      for p in (3, 0, 2)))
+
+    try:
+        results = asyncio.run(scenario())
+    finally:
+        pool.executor.shutdown(wait=True)
+    assert [r[0] for r in results] == [[2, 2, 2], [], [2, 2]]
+
+
+def test_cancelled_and_overdue_calls_leave_the_step_batch_while_the_others_decode():
+    """Calls are looked at for leaving only when one was cancelled or a deadline passed, not
+    at every step: both must still leave within a few steps, and the call left must end as it
+    does alone."""
+    strategy = SlowSteps()
+    pool = InferencePool(1)
+    recorder = Counting()
+    scheduler = StepScheduler("m", strategy, pool, recorder)
+
+    async def scenario():
+        kept = asyncio.ensure_future(scheduler.submit(60, None, caller="kept"))
+        cancelled = asyncio.ensure_future(scheduler.submit(1000, None, caller="cancelled"))
+        overdue = asyncio.ensure_future(scheduler.submit(1000, time.monotonic() + 0.08,
+                                                         caller="overdue"))
+        await asyncio.sleep(0.02)
+        cancelled.cancel()
+        results = await asyncio.gather(kept, cancelled, overdue, return_exceptions=True)
+        return results, list(recorder.rows)
+
+    try:
+        (kept, cancelled, overdue), rows = asyncio.run(scenario())
+    finally:
+        pool.executor.shutdown(wait=True)
+    assert kept[0] == [2] * 60
+    assert isinstance(cancelled, asyncio.CancelledError)
+    assert isinstance(overdue, DeadlineExceeded)
+    # three rows once all joined, two after the cancel (20 ms: ~10 steps of 2 ms), then the
+    # kept call's alone after the deadline (80 ms: ~40 steps), long before their ends
+    full = rows.index(3)
+    assert len(rows) == 61 and rows[-1] == 1
+    assert rows[full:] == sorted(rows[full:], reverse=True)
+    assert rows.count(3) < 30 and sum(r > 1 for r in rows) < 55
